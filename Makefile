@@ -1,0 +1,45 @@
+# parity: two commands on a fresh machine.
+#   make demo   set up .venv and run the main job end to end (train, package, verify, register, predict, Node)
+#   make test   set up .venv and Node deps, then lint (ruff), type-check (mypy) and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+NODE_DIR := clients/node
+export ONNXRUNTIME_NODE_INSTALL := skip
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: setup node-deps lint test demo clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1 && [ -f $(NODE_DIR)/package-lock.json ]; then \
+	  if [ ! -d $(NODE_DIR)/node_modules ] || [ $(NODE_DIR)/package-lock.json -nt $(NODE_DIR)/node_modules ]; then \
+	    cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules; \
+	  fi; \
+	else echo "npm or $(NODE_DIR)/package-lock.json missing: the Node client test will fail" >&2; fi
+
+lint: setup
+	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff format --check src tests examples benchmarks
+	$(VENV)/bin/mypy
+
+test: setup node-deps lint
+	$(PY) -m pytest -q
+
+demo: setup node-deps
+	$(PY) examples/demo.py
+
+bench: setup
+	$(PY) benchmarks/predict.py
+
+clean:
+	rm -rf $(VENV) .parity demo-out $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,425 @@
+"""The artifact: one fitted pipeline as a verified, self-describing directory.
+
+``package()`` turns a fitted model and its raw training frame into an :class:`Artifact`:
+it infers the signature, exports the whole pipeline to ONNX (or, when a step cannot be exported,
+keeps a Python runtime and says so), proves parity between the two, profiles the training data,
+and records everything in ``manifest.json``. Directory layout (format ``parity.artifact/1``)::
+
+    manifest.json           described by parity/schemas/manifest.schema.json
+    model.onnx              portable artifacts: raw inputs -> business outputs
+    model.skops | model.pkl non-portable artifacts only (loading needs trusted=True)
+    profile.json            reference profile of the raw inputs and outputs (parity.profile)
+    parity_sample.parquet   inputs of the parity check + the Python model's outputs (prefix "expected.")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from parity._io import canonical_json, sha256_bytes, sha256_file
+from parity.checks import ParityReport, edge_cases, predict_with, run_parity_check
+from parity.codec import decode_outputs, encode_frame
+from parity.env import environment, lineage, model_packages
+from parity.errors import (
+    ArtifactError,
+    ExportError,
+    IntegrityError,
+    SchemaError,
+    UntrustedArtifactError,
+)
+from parity.export import export_model
+from parity.model import check_model, model_classes, reference_outputs
+from parity.postprocess import OutputPlan, Postprocess, plan_outputs
+from parity.profile import Profile, ProfileSpec, profile_frame
+from parity.runtime import OnnxRuntime, PythonRuntime, Runtime
+from parity.schema import Signature, infer_signature
+
+__all__ = ["FORMAT", "Artifact", "load_artifact", "package"]
+
+log = logging.getLogger("parity.artifact")
+
+FORMAT = "parity.artifact/1"
+MANIFEST = "manifest.json"
+ONNX_FILE = "model.onnx"
+SKOPS_FILE = "model.skops"
+PICKLE_FILE = "model.pkl"
+PROFILE_FILE = "profile.json"
+SAMPLE_FILE = "parity_sample.parquet"
+EXPECTED_PREFIX = "expected."
+STORED_SAMPLE_ROWS = 2000
+
+
+class Artifact:
+    """A packaged model: manifest, runtime and reference data. Build with package() or load()."""
+
+    def __init__(self, manifest: dict[str, Any], files: dict[str, bytes], runtime: Runtime) -> None:
+        self.manifest = manifest
+        self._files = files
+        self.runtime = runtime
+        self.signature = Signature.from_dict(manifest["signature"])
+        self.plan = OutputPlan.from_dict(manifest["postprocess"])
+        self.unseen_counts: dict[str, int] = {}
+        self._categories = {
+            c.name: frozenset(c.categories) for c in self.signature.inputs if c.categories is not None
+        }
+        self._input_names = set(self.signature.input_names)
+        self._reported_extra: set[str] = set()
+        self.path: Path | None = None
+        self.version: int | None = None
+
+    def __repr__(self) -> str:
+        runtime = "onnx" if self.portable else "python"
+        return f"<Artifact {self.name!r} task={self.task} runtime={runtime} parity={'ok' if self.parity_passed else 'FAILED'}>"
+
+    @property
+    def name(self) -> str:
+        """Model name."""
+        return str(self.manifest["name"])
+
+    @property
+    def task(self) -> str:
+        """binary, multiclass or regression."""
+        return str(self.manifest["task"])
+
+    @property
+    def portable(self) -> bool:
+        """True when the model runs from model.onnx in any ONNX runtime."""
+        return bool(self.manifest["portable"])
+
+    @property
+    def parity_report(self) -> ParityReport:
+        """The parity check recorded at packaging."""
+        return ParityReport.from_dict(self.manifest["parity"])
+
+    @property
+    def parity_passed(self) -> bool:
+        """Whether the recorded parity check passed."""
+        return bool(self.manifest["parity"]["passed"])
+
+    @property
+    def profile(self) -> Profile:
+        """Reference profile of the training inputs and the outputs."""
+        return Profile.from_dict(json.loads(self._files[PROFILE_FILE]))
+
+    def file_bytes(self, name: str) -> bytes:
+        """Content of one artifact file (e.g. ``model.onnx``)."""
+        try:
+            return self._files[name]
+        except KeyError:
+            raise ArtifactError(f"artifact {self.name!r} has no file {name!r}; it has {sorted(self._files)}") from None
+
+    def predict_columns(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Validate a mapping of column -> values and return the outputs as arrays."""
+        from parity.codec import encode_columns
+
+        encoded = encode_columns(self.signature, columns)
+        self._count_unseen(encoded)
+        return self.runtime.predict(encoded)
+
+    def predict(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Validate raw inputs and return one column per declared output (same index)."""
+        encoded = encode_frame(self.signature, data)
+        self._report_extra(data.columns)
+        self._count_unseen(encoded)
+        out = decode_outputs(self.signature, self.runtime.predict(encoded))
+        out.index = data.index
+        return out
+
+    def _report_extra(self, columns: Sequence[Any]) -> None:
+        extra = [c for c in columns if c not in self._input_names and c not in self._reported_extra]
+        if extra:
+            self._reported_extra.update(extra)
+            log.warning("model %r ignores extra input column(s) %s", self.name, extra)
+
+    def _count_unseen(self, columns: Mapping[str, np.ndarray]) -> None:
+        for name, known in self._categories.items():
+            values = columns[name]
+            unseen = sum(1 for v in values.tolist() if v not in known and v != "\ue000")
+            if unseen:
+                self.unseen_counts[name] = self.unseen_counts.get(name, 0) + unseen
+
+    def parity_sample(self) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        """Stored parity-check inputs and the Python model's outputs for them."""
+        import io
+
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(self._files[SAMPLE_FILE]))
+        frame = table.to_pandas()
+        expected = {c[len(EXPECTED_PREFIX) :]: frame.pop(c).to_numpy() for c in list(frame.columns) if c.startswith(EXPECTED_PREFIX)}
+        return frame, expected
+
+    def verify(self, *, raise_on_failure: bool = True) -> ParityReport:
+        """Replay the stored parity sample through this artifact's runtime and compare."""
+        frame, expected = self.parity_sample()
+        report, _ = run_parity_check(
+            lambda _f: expected,
+            lambda f: self.runtime.predict(encode_frame(self.signature, f)),
+            {"stored_sample": frame},
+            tolerance=float(self.manifest["parity"]["tolerance"]),
+            precision=str(self.manifest["parity"]["precision"]),
+            runtime=self.runtime.kind,
+            raise_on_failure=raise_on_failure,
+        )
+        return report
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the artifact directory (atomically: a temp dir renamed into place)."""
+        target = Path(path)
+        if target.exists() and any(target.iterdir()):
+            raise ArtifactError(f"{target} exists and is not empty; choose a new path or delete it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            for name, data in self._files.items():
+                (tmp / name).write_bytes(data)
+            (tmp / MANIFEST).write_bytes(canonical_json(self.manifest))
+            if target.exists():
+                target.rmdir()
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.path = target
+        return target
+
+
+def _fingerprint(data: pd.DataFrame) -> dict[str, Any]:
+    hashed = pd.util.hash_pandas_object(data, index=False).to_numpy()
+    return {"rows": len(data), "columns": [str(c) for c in data.columns], "sha256": sha256_bytes(hashed.tobytes())}
+
+
+def _serialize_python(model: Any) -> tuple[str, bytes]:
+    """skops when it can represent the model (no arbitrary code on load), else pickle."""
+    try:
+        import skops.io as sio
+
+        data = sio.dumps(model)
+        sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        return SKOPS_FILE, data
+    except Exception as exc:  # noqa: BLE001 - skops refuses many custom objects; fall back loudly
+        log.warning("skops cannot store this model (%s); falling back to pickle", exc)
+    try:
+        return PICKLE_FILE, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise ExportError(f"the model can neither be exported to ONNX nor serialised ({exc})") from exc
+
+
+def _deserialize_python(name: str, data: bytes) -> Any:
+    if name == SKOPS_FILE:
+        import skops.io as sio
+
+        return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    return pickle.loads(data)  # noqa: S301 - only reached with trusted=True
+
+
+def _sample_frame(cases: Mapping[str, pd.DataFrame], expected: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = []
+    for case, frame in cases.items():
+        if case not in expected:
+            continue
+        part = frame.copy()
+        for name, values in expected[case].items():
+            part[EXPECTED_PREFIX + name] = values
+        parts.append(part)
+    both = pd.concat(parts, ignore_index=True)
+    if len(both) > STORED_SAMPLE_ROWS:
+        keep = np.sort(np.random.default_rng(0).choice(len(both), STORED_SAMPLE_ROWS, replace=False))
+        both = both.iloc[keep].reset_index(drop=True)
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(both, preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def package(
+    model: Any,
+    data: pd.DataFrame,
+    *,
+    name: str,
+    target: str | None = None,
+    postprocess: Postprocess | Sequence[Postprocess] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    description: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    tolerance: float = 1e-5,
+    allow_mismatch: bool = False,
+    sample_size: int = 10_000,
+    random_state: int = 0,
+) -> Artifact:
+    """Package a fitted model with its raw training inputs into a verified artifact."""
+    from parity.registry import validate_name
+
+    validate_name(name)
+    check_model(model)
+    if not isinstance(data, pd.DataFrame):
+        raise SchemaError(f"`data` must be a pandas DataFrame of raw inputs; got {type(data).__name__} instead")
+    if target is not None:
+        if target not in data.columns:
+            raise SchemaError(f"target column {target!r} is not in `data`; columns: {list(data.columns)}", column=target)
+        data = data.drop(columns=[target])
+    signature = infer_signature(data)
+    feature_order = [str(c) for c in getattr(model, "feature_names_in_", data.columns)]
+    plan = plan_outputs(model_classes(model), postprocess)
+    signature = signature.with_outputs(plan.specs())
+    dtypes = {str(c): str(t) for c, t in data.dtypes.items()}
+
+    rng = np.random.default_rng(random_state)
+    idx = np.sort(rng.choice(len(data), min(sample_size, len(data)), replace=False))
+    sample = data.iloc[idx].reset_index(drop=True)
+    cases: dict[str, pd.DataFrame] = {"training_sample": sample}
+    for i in range(min(5, len(sample))):
+        cases[f"one_row:{i}"] = sample.iloc[[i]].reset_index(drop=True)
+
+    def reference(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        return reference_outputs(model, frame, plan)
+
+    files: dict[str, bytes] = {}
+    blocked: dict[str, str] | None = None
+    runtime: Runtime
+    try:
+        exported = export_model(model, signature, plan, feature_order)
+        files[ONNX_FILE] = exported.model.SerializeToString()
+        runtime = OnnxRuntime(files[ONNX_FILE], signature)
+        precision, estimator, thresholds = exported.precision, exported.estimator, exported.raw_thresholds
+    except ExportError as exc:
+        blocked = {"step": exc.step or "unknown", "reason": str(exc)}
+        log.warning(
+            "NOT PORTABLE: %s cannot be exported to ONNX (%s). The artifact keeps a Python runtime; "
+            "loading it requires trusted=True and it cannot be served from other languages.",
+            exc.step,
+            exc,
+        )
+        file_name, blob = _serialize_python(model)
+        files[file_name] = blob
+        runtime = PythonRuntime(_deserialize_python(file_name, blob), signature, plan, dtypes)
+        precision, estimator, thresholds = "python", type(model).__name__, {}
+    cases.update(edge_cases(sample, signature, thresholds))
+    report, expected = run_parity_check(
+        reference,
+        predict_with(signature, runtime.predict),
+        cases,
+        tolerance=tolerance,
+        precision=precision,
+        runtime=runtime.kind,
+        raise_on_failure=not allow_mismatch,
+    )
+    if not report.passed:
+        log.error("PARITY MISMATCH recorded in the manifest (allow_mismatch=True): %s", report.failure)
+
+    spec = ProfileSpec.from_reference(data)
+    profile = profile_frame(data, spec)
+    out_frame = pd.DataFrame(expected["training_sample"])
+    out_profile = profile_frame(out_frame, ProfileSpec.from_reference(out_frame))
+    files[PROFILE_FILE] = canonical_json({"format": "parity.reference/1", "inputs": profile.to_dict(), "outputs": out_profile.to_dict()})
+    files[SAMPLE_FILE] = _sample_frame(cases, expected)
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "name": name,
+        "description": description or "",
+        "task": plan.task,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "portable": blocked is None,
+        "runtime": runtime.kind,
+        "blocked_by": blocked,
+        "estimator": estimator,
+        "signature": signature.to_dict(),
+        "postprocess": plan.to_dict(),
+        "pandas_dtypes": dtypes,
+        "parity": report.to_dict(),
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "training_data": _fingerprint(data),
+        "environment": environment(model_packages(model)),
+        "lineage": lineage(tags={str(k): str(v) for k, v in (tags or {}).items()}),
+        "files": {n: {"sha256": sha256_bytes(b), "size": len(b)} for n, b in sorted(files.items())},
+    }
+    validate_manifest(manifest)
+    return Artifact(manifest, files, runtime)
+
+
+def validate_manifest(manifest: Mapping[str, Any]) -> None:
+    """Check a manifest against the committed JSON Schema."""
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "schemas" / "manifest.schema.json").read_text())
+    try:
+        jsonschema.validate(manifest, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ArtifactError(f"manifest is invalid at {where}: {exc.message}") from exc
+
+
+def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Artifact:
+    """Read an artifact directory, verifying every file's sha256 before using it."""
+    root = Path(path)
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{root} is not a parity artifact (no {MANIFEST}); pass an artifact directory or a registry ref")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {manifest_path}: {exc}") from exc
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{root}: unsupported artifact format {manifest.get('format')!r}; this parity reads {FORMAT!r}")
+    validate_manifest(manifest)
+    files: dict[str, bytes] = {}
+    for name, meta in manifest["files"].items():
+        file_path = root / name
+        if "/" in name or name.startswith("."):
+            raise IntegrityError(f"{root}: manifest lists a file outside the artifact: {name!r}")
+        if not file_path.is_file():
+            raise IntegrityError(f"{root}: file {name!r} listed in the manifest is missing")
+        data = file_path.read_bytes()
+        actual = sha256_bytes(data)
+        if actual != meta["sha256"]:
+            raise IntegrityError(
+                f"{root}: file {name!r} was modified: sha256 {actual} but the manifest records {meta['sha256']}"
+            )
+        files[name] = data
+    signature = Signature.from_dict(manifest["signature"])
+    runtime: Runtime
+    if manifest["portable"]:
+        runtime = OnnxRuntime(files[ONNX_FILE], signature)
+    else:
+        py_file = SKOPS_FILE if SKOPS_FILE in files else PICKLE_FILE
+        if not trusted:
+            step = (manifest.get("blocked_by") or {}).get("step", "a step")
+            raise UntrustedArtifactError(
+                f"{root}: artifact {manifest['name']!r} is not portable ({step} could not be exported) and holds "
+                f"{py_file}, which can run code when loaded. Load it with trusted=True (CLI: --trusted) only if you "
+                "trust its origin"
+            )
+        model = _deserialize_python(py_file, files[py_file])
+        runtime = PythonRuntime(model, signature, OutputPlan.from_dict(manifest["postprocess"]), manifest["pandas_dtypes"])
+    artifact = Artifact(manifest, files, runtime)
+    artifact.path = root
+    return artifact
+
+
+def verify_files(path: str | os.PathLike[str]) -> None:
+    """Check every file of an artifact directory against its manifest without loading the model."""
+    root = Path(path)
+    manifest = json.loads((root / MANIFEST).read_text())
+    for name, meta in manifest["files"].items():
+        if not (root / name).is_file():
+            raise IntegrityError(f"{root}: file {name!r} listed in the manifest is missing")
+        if sha256_file(root / name) != meta["sha256"]:
+            raise IntegrityError(f"{root}: file {name!r} was modified (sha256 differs from the manifest)")
+

@@ -1,0 +1,215 @@
+"""Validate raw inputs against a signature and turn them into typed column arrays.
+
+This is the single boundary check used by ``Artifact.predict`` and by the server: every
+caller's data goes through :func:`encode_frame` (pandas) or :func:`encode_columns` (a mapping
+of column name to sequence, as decoded from JSON or tensors), so the same mistakes produce the
+same :class:`~parity.errors.SchemaError` everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from parity.errors import SchemaError
+from parity.schema import MISSING_STRING, ColumnSpec, Signature
+
+__all__ = ["NUMPY_DTYPES", "decode_outputs", "encode_columns", "encode_frame", "frame_from_columns"]
+
+NUMPY_DTYPES: dict[str, Any] = {
+    "FP64": np.float64,
+    "FP32": np.float32,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "BOOL": np.bool_,
+    "BYTES": object,
+}
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
+    return int(np.flatnonzero(~ok)[0])
+
+
+def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
+    """Return a numeric column as the signature's numpy dtype, or raise SchemaError."""
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        out = arr.astype(np.float64, copy=False) if arr.dtype.kind == "b" else arr
+    elif arr.dtype.kind == "O":
+        ok = np.fromiter(
+            (v is None or (isinstance(v, int | float | np.number) and not isinstance(v, str)) for v in arr),
+            dtype=bool,
+            count=arr.size,
+        )
+        if not ok.all():
+            row = _first_bad(arr, ok)
+            raise SchemaError(
+                f"column {spec.name!r} expects {spec.datatype} numbers; received {_describe(arr[row])} at row {row}",
+                column=spec.name,
+            )
+        out = np.array([np.nan if v is None else v for v in arr], dtype=np.float64)
+    else:
+        sample = arr.ravel()[0] if arr.size else None
+        raise SchemaError(
+            f"column {spec.name!r} expects {spec.datatype} numbers; received {arr.dtype} values"
+            + (f" such as {sample!r}" if sample is not None else ""),
+            column=spec.name,
+        )
+    if out.dtype.kind == "f":
+        nulls = np.isnan(out)
+        if nulls.any():
+            if not spec.nullable:
+                row = int(np.flatnonzero(nulls)[0])
+                raise SchemaError(
+                    f"column {spec.name!r} is not nullable (training data had no missing values); "
+                    f"received null at row {row}",
+                    column=spec.name,
+                )
+            if spec.datatype in ("INT64", "INT32"):
+                raise SchemaError(f"column {spec.name!r} ({spec.datatype}) cannot hold nulls", column=spec.name)
+        if spec.datatype in ("INT64", "INT32"):
+            if not np.all(np.floor(out) == out):
+                row = int(np.flatnonzero(np.floor(out) != out)[0])
+                raise SchemaError(
+                    f"column {spec.name!r} expects {spec.datatype} integers; received {out[row]!r} at row {row}",
+                    column=spec.name,
+                )
+    target = NUMPY_DTYPES[spec.datatype]
+    return out if out.dtype == target else out.astype(target)
+
+
+def _encode_bool(spec: ColumnSpec, values: Any) -> np.ndarray:
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if arr.dtype.kind == "b":
+        return arr
+    if arr.dtype.kind == "O":
+        ok = np.fromiter((isinstance(v, bool | np.bool_) for v in arr), dtype=bool, count=arr.size)
+        if ok.all():
+            return arr.astype(bool)
+        row = _first_bad(arr, ok)
+        what = "null" if arr[row] is None else _describe(arr[row])
+        raise SchemaError(f"column {spec.name!r} expects BOOL; received {what} at row {row}", column=spec.name)
+    raise SchemaError(f"column {spec.name!r} expects BOOL; received {arr.dtype} values", column=spec.name)
+
+
+def _encode_text(spec: ColumnSpec, values: Any) -> np.ndarray:
+    arr = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    if arr.dtype.kind in "fiub" and arr.size:
+        raise SchemaError(
+            f"column {spec.name!r} expects BYTES (text); received {arr.dtype} values such as {arr.ravel()[0]!r}",
+            column=spec.name,
+        )
+    if arr.dtype != object:
+        arr = arr.astype(object)
+    out = np.empty(arr.shape, dtype=object)
+    for i, v in enumerate(arr):
+        if isinstance(v, str):
+            out[i] = v
+        elif v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+            if not spec.nullable:
+                raise SchemaError(
+                    f"column {spec.name!r} is not nullable (training data had no missing values); "
+                    f"received null at row {i}",
+                    column=spec.name,
+                )
+            out[i] = MISSING_STRING
+        elif isinstance(v, bytes):
+            out[i] = v.decode("utf-8", errors="replace")
+        else:
+            raise SchemaError(
+                f"column {spec.name!r} expects BYTES (text); received {_describe(v)} at row {i}", column=spec.name
+            )
+    return out
+
+
+def encode_column(spec: ColumnSpec, values: Any) -> np.ndarray:
+    """Validate one column and return it as a 1-D array of the signature's type."""
+    if spec.datatype == "BYTES":
+        return _encode_text(spec, values)
+    if spec.datatype == "BOOL":
+        return _encode_bool(spec, values)
+    return _encode_numeric(spec, values)
+
+
+def encode_columns(signature: Signature, columns: Mapping[str, Any], *, n_rows: int | None = None) -> dict[str, np.ndarray]:
+    """Validate a mapping of column -> values against ``signature`` and return typed arrays."""
+    missing = [c.name for c in signature.inputs if c.name not in columns]
+    if missing:
+        raise SchemaError(
+            f"missing input column(s) {missing}; the model takes {signature.input_names}", column=missing[0]
+        )
+    out: dict[str, np.ndarray] = {}
+    for spec in signature.inputs:
+        arr = encode_column(spec, columns[spec.name])
+        if arr.ndim != 1:
+            raise SchemaError(f"column {spec.name!r} must be one-dimensional; got shape {list(arr.shape)}", column=spec.name)
+        if n_rows is None:
+            n_rows = len(arr)
+        elif len(arr) != n_rows:
+            raise SchemaError(
+                f"column {spec.name!r} has {len(arr)} values; expected {n_rows} like the other columns",
+                column=spec.name,
+            )
+        out[spec.name] = arr
+    if not n_rows:
+        raise SchemaError("the input has no rows; send at least one row")
+    return out
+
+
+def _series_values(series: pd.Series) -> np.ndarray:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) and not series.hasnans:
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        if isinstance(dtype, np.dtype):
+            return series.to_numpy()
+        return series.to_numpy(dtype="float64", na_value=np.nan)
+    # pandas 3 strings are Arrow-backed: take them as an object array explicitly.
+    return series.to_numpy(dtype=object)
+
+
+def encode_frame(signature: Signature, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Validate a DataFrame against ``signature`` and return typed column arrays."""
+    if not isinstance(frame, pd.DataFrame):
+        raise SchemaError(f"input must be a pandas DataFrame; got {type(frame).__name__} instead")
+    if len(frame) == 0:
+        raise SchemaError("the input frame has no rows; pass at least one row")
+    cols = set(frame.columns)
+    values = {spec.name: _series_values(frame[spec.name]) for spec in signature.inputs if spec.name in cols}
+    return encode_columns(signature, values, n_rows=len(frame))
+
+
+def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Rebuild a raw-input DataFrame (nulls restored) from encoded columns, for Python runtimes."""
+    data: dict[str, Any] = {}
+    for spec in signature.inputs:
+        arr = columns[spec.name]
+        if spec.datatype == "BYTES":
+            arr = np.where(arr == MISSING_STRING, None, arr)
+        data[spec.name] = arr
+    return pd.DataFrame(data)
+
+
+def decode_outputs(signature: Signature, outputs: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Return the outputs as a DataFrame with one column per declared output, in order."""
+    return pd.DataFrame({name: outputs[name] for name in signature.output_names})
+
+
+def records_to_columns(signature: Signature, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Turn row records (``[{column: value}]``) into columns, naming the row of a missing key."""
+    cols: dict[str, list[Any]] = {spec.name: [] for spec in signature.inputs}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, Mapping):
+            raise SchemaError(f"instance {i} must be an object of column: value; got {type(rec).__name__}")
+        for name, bucket in cols.items():
+            if name not in rec:
+                raise SchemaError(f"instance {i} is missing input {name!r}", column=name)
+            bucket.append(rec[name])
+    return cols

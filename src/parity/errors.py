@@ -1,0 +1,98 @@
+"""The one exception hierarchy of parity.
+
+Every error parity raises on purpose derives from :class:`ParityError`, so callers can catch
+one class. Messages say what was wrong, what was received, and what to do. Domain errors carry
+no HTTP or gRPC codes: transports map classes to status codes in a single table.
+
+::
+
+    ParityError
+    ├── SchemaError                 input does not match the artifact signature
+    ├── UnsupportedModelError       the model (or one of its steps) cannot be handled
+    │   └── ExportError             ONNX export of a step failed
+    ├── ParityMismatchError         exported graph and Python model disagree
+    ├── ArtifactError               artifact directory unreadable or malformed
+    │   ├── IntegrityError          a file's sha256 differs from the manifest
+    │   └── UntrustedArtifactError  loading needs trusted=True (pickle-like payload)
+    ├── RegistryError               registry operation failed
+    │   └── NotFoundError           unknown model, version or alias
+    ├── ProfileError                a profile cannot be built, read or merged
+    └── MissingDependencyError      an optional extra is not installed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "ExportError",
+    "IntegrityError",
+    "MissingDependencyError",
+    "NotFoundError",
+    "ParityError",
+    "ParityMismatchError",
+    "ProfileError",
+    "RegistryError",
+    "SchemaError",
+    "UnsupportedModelError",
+    "UntrustedArtifactError",
+]
+
+
+class ParityError(Exception):
+    """Base class of every error parity raises on purpose."""
+
+
+class SchemaError(ParityError, ValueError):
+    """Input data does not match the signature (names the column, expected and received)."""
+
+    def __init__(self, message: str, *, column: str | None = None) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+class UnsupportedModelError(ParityError, TypeError):
+    """The model, or one step of it, is not supported for the requested operation."""
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class ExportError(UnsupportedModelError):
+    """A step could not be exported to ONNX."""
+
+
+class ParityMismatchError(ParityError):
+    """The exported graph's outputs differ from the Python model's beyond tolerance."""
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ArtifactError(ParityError):
+    """An artifact directory is missing, unreadable or malformed."""
+
+
+class IntegrityError(ArtifactError):
+    """A file of an artifact does not match the sha256 recorded in its manifest."""
+
+
+class UntrustedArtifactError(ArtifactError):
+    """The artifact holds pickle-like bytes; loading it needs an explicit trusted=True."""
+
+
+class RegistryError(ParityError):
+    """A registry operation failed."""
+
+
+class NotFoundError(RegistryError, LookupError):
+    """An unknown model name, version or alias was asked for."""
+
+
+class ProfileError(ParityError):
+    """A data profile cannot be built, read or merged."""
+
+
+class MissingDependencyError(ParityError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""

@@ -1,0 +1,342 @@
+"""Export scikit-learn preprocessing to ONNX in double precision with the fitted float64 constants.
+
+scikit-learn computes preprocessing in float64; skl2onnx's converters store constants as float32
+(and onnxruntime has no double kernel for the ``ai.onnx.ml`` Imputer/Scaler), which moves values
+across tree split thresholds. So every supported transformer is written here from standard ONNX
+ops on double tensors (imputation as ``IsNaN`` + ``Where``, scaling as ``Sub``/``Div``,
+encoders as ``Equal`` against the fitted categories), reproducing scikit-learn bit for bit.
+
+Each block of columns carries its *origin*: for every feature, the raw column it came from and
+the affine map ``feature = (raw - offset) / scale``, so split thresholds found in the estimator
+can be mapped back to raw input values for edge-case generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from onnx import TensorProto
+
+from parity.errors import ExportError
+from parity.export._builder import GraphBuilder
+from parity.schema import MISSING_STRING, Signature
+
+__all__ = ["Block", "Origin", "export_preprocessing", "raw_inputs"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Feature = (raw[column] - offset) / scale."""
+
+    column: str
+    offset: float = 0.0
+    scale: float = 1.0
+
+    def then(self, offset: float, scale: float) -> Origin:
+        """Compose with a further ``(x - offset) / scale``."""
+        return Origin(self.column, self.offset + offset * self.scale, self.scale * scale)
+
+
+@dataclass
+class Block:
+    """A group of columns as one ONNX tensor ``[N, k]``."""
+
+    tensor: str
+    is_text: bool
+    origins: list[Origin | None]
+
+    @property
+    def width(self) -> int:
+        """Number of columns."""
+        return len(self.origins)
+
+
+def _is_nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _step_name(est: Any) -> str:
+    return type(est).__name__
+
+
+def raw_inputs(b: GraphBuilder, signature: Signature) -> dict[str, Block]:
+    """Declare one graph input per raw column and return each as a ``[N, 1]`` block."""
+    types = {
+        "FP64": TensorProto.DOUBLE,
+        "FP32": TensorProto.FLOAT,
+        "INT64": TensorProto.INT64,
+        "INT32": TensorProto.INT32,
+        "BOOL": TensorProto.BOOL,
+        "BYTES": TensorProto.STRING,
+    }
+    axes = b.const(np.array([1], dtype=np.int64), "axis1")
+    blocks: dict[str, Block] = {}
+    for spec in signature.inputs:
+        name = b.add_input(spec.name, types[spec.datatype], ["N"])
+        col = b.node("Unsqueeze", [name, axes], f"{spec.name}_2d")
+        if spec.datatype == "BYTES":
+            blocks[spec.name] = Block(col, True, [None])
+        else:
+            if spec.datatype != "FP64":
+                col = b.cast(col, TensorProto.DOUBLE, f"{spec.name}_f64")
+            blocks[spec.name] = Block(col, False, [Origin(spec.name)])
+    return blocks
+
+
+def concat(b: GraphBuilder, blocks: list[Block]) -> Block:
+    """Concatenate blocks of one kind along the feature axis."""
+    if len(blocks) == 1:
+        return blocks[0]
+    kinds = {blk.is_text for blk in blocks}
+    if len(kinds) != 1:
+        raise ExportError("cannot mix text and numeric columns in one transformer input; split them")
+    origins = [o for blk in blocks for o in blk.origins]
+    return Block(b.node("Concat", [blk.tensor for blk in blocks], "concat", axis=1), blocks[0].is_text, origins)
+
+
+def _slice(b: GraphBuilder, block: Block, j: int) -> str:
+    starts = b.const(np.array([j], dtype=np.int64), "start")
+    ends = b.const(np.array([j + 1], dtype=np.int64), "end")
+    axes = b.const(np.array([1], dtype=np.int64), "axes")
+    return b.node("Slice", [block.tensor, starts, ends, axes], "col")
+
+
+def _require_numeric(block: Block, est: Any) -> None:
+    if block.is_text:
+        raise ExportError(f"{_step_name(est)} received text columns; it needs numbers", step=_step_name(est))
+
+
+def _affine(b: GraphBuilder, block: Block, est: Any, offset: Any, scale: Any) -> Block:
+    """(x - offset) / scale, each optional, in double, as scikit-learn computes it."""
+    _require_numeric(block, est)
+    k = block.width
+    off = np.zeros(k) if offset is None else np.asarray(offset, dtype=np.float64)
+    sc = np.ones(k) if scale is None else np.asarray(scale, dtype=np.float64)
+    x = block.tensor
+    if offset is not None:
+        x = b.node("Sub", [x, b.const(off.reshape(1, k), "offset")], "sub")
+    if scale is not None:
+        x = b.node("Div", [x, b.const(sc.reshape(1, k), "scale")], "div")
+    origins = [o.then(float(off[j]), float(sc[j])) if o else None for j, o in enumerate(block.origins)]
+    return Block(x, False, origins)
+
+
+def _standard_scaler(b: GraphBuilder, block: Block, est: Any) -> Block:
+    return _affine(b, block, est, est.mean_ if est.with_mean else None, est.scale_ if est.with_std else None)
+
+
+def _robust_scaler(b: GraphBuilder, block: Block, est: Any) -> Block:
+    return _affine(b, block, est, est.center_ if est.with_centering else None, est.scale_ if est.with_scaling else None)
+
+
+def _maxabs_scaler(b: GraphBuilder, block: Block, est: Any) -> Block:
+    return _affine(b, block, est, None, est.scale_)
+
+
+def _minmax_scaler(b: GraphBuilder, block: Block, est: Any) -> Block:
+    # scikit-learn computes X * scale_ + min_ (not (X - data_min) / range), so do exactly that.
+    _require_numeric(block, est)
+    k = block.width
+    x = b.node("Mul", [block.tensor, b.const(np.asarray(est.scale_, dtype=np.float64).reshape(1, k), "scale")])
+    x = b.node("Add", [x, b.const(np.asarray(est.min_, dtype=np.float64).reshape(1, k), "min")])
+    if est.clip:
+        lo, hi = est.feature_range
+        x = b.node("Clip", [x, b.const(np.float64(lo), "lo"), b.const(np.float64(hi), "hi")])
+    origins = [
+        o.then(-float(est.min_[j]) / float(est.scale_[j]), 1.0 / float(est.scale_[j])) if o and est.scale_[j] else None
+        for j, o in enumerate(block.origins)
+    ]
+    return Block(x, False, origins)
+
+
+def _missing_mask(b: GraphBuilder, block: Block, missing_values: Any, est: Any) -> str:
+    if block.is_text:
+        marker = MISSING_STRING if _is_nan(missing_values) else missing_values
+        if not isinstance(marker, str):
+            raise ExportError(f"{_step_name(est)} on text needs a string or NaN missing_values", step=_step_name(est))
+        return b.node("Equal", [block.tensor, b.const(np.array([marker], dtype=object), "marker")], "is_missing")
+    if _is_nan(missing_values):
+        return b.node("IsNaN", [block.tensor], "is_missing")
+    return b.node("Equal", [block.tensor, b.const(np.float64(missing_values), "marker")], "is_missing")
+
+
+def _simple_imputer(b: GraphBuilder, block: Block, est: Any) -> Block:
+    stats = np.asarray(est.statistics_)
+    if getattr(est, "keep_empty_features", False) is False and any(_is_nan(v) for v in stats.ravel()):
+        raise ExportError(
+            f"{_step_name(est)} has a column with no observed value (it would be dropped); "
+            "remove that column from the training data",
+            step=_step_name(est),
+        )
+    mask = _missing_mask(b, block, est.missing_values, est)
+    if block.is_text:
+        fill = b.const(np.array([[str(v) for v in stats]], dtype=object), "fill")
+    else:
+        fill = b.const(stats.astype(np.float64).reshape(1, -1), "fill")
+    out = Block(b.node("Where", [mask, fill, block.tensor], "imputed"), block.is_text, list(block.origins))
+    indicator = getattr(est, "indicator_", None)
+    if indicator is None:
+        return out
+    if block.is_text:
+        raise ExportError("SimpleImputer(add_indicator=True) on text columns is not supported", step="SimpleImputer")
+    features = [int(f) for f in indicator.features_]
+    flags = b.cast(mask, TensorProto.DOUBLE, "indicator")
+    idx = b.const(np.array(features, dtype=np.int64), "ind_idx")
+    flags = b.node("Gather", [flags, idx], "indicator_cols", axis=1)
+    return concat(b, [out, Block(flags, False, [None] * len(features))])
+
+
+def _category_matches(b: GraphBuilder, block: Block, j: int, cats: np.ndarray, est: Any) -> str:
+    """Bool ``[N, len(cats)]``: column j equals each fitted category (missing matches a NaN/None category)."""
+    col = _slice(b, block, j)
+    if block.is_text:
+        values = [MISSING_STRING if _is_nan(c) else c for c in cats]
+        if not all(isinstance(v, str) for v in values):
+            raise ExportError(f"{_step_name(est)} mixes text and numbers in its categories", step=_step_name(est))
+        return b.node("Equal", [col, b.const(np.array([values], dtype=object), "cats")], "match")
+    values = np.array([np.nan if _is_nan(c) else float(c) for c in cats], dtype=np.float64)
+    match = b.node("Equal", [col, b.const(values.reshape(1, -1), "cats")], "match")
+    nan_pos = np.isnan(values)
+    if nan_pos.any():
+        is_nan = b.node("IsNaN", [col], "col_nan")
+        both = b.node("And", [is_nan, b.const(nan_pos.reshape(1, -1), "nan_cat")], "nan_match")
+        match = b.node("Or", [match, both], "match_or_nan")
+    return match
+
+
+def _check_no_infrequent(est: Any) -> None:
+    if getattr(est, "_infrequent_enabled", False):
+        raise ExportError(
+            f"{_step_name(est)} with infrequent categories (min_frequency/max_categories) is not exportable",
+            step=_step_name(est),
+        )
+
+
+def _one_hot(b: GraphBuilder, block: Block, est: Any) -> Block:
+    _check_no_infrequent(est)
+    drop_idx = getattr(est, "drop_idx_", None)
+    parts: list[Block] = []
+    for j, cats in enumerate(est.categories_):
+        match = _category_matches(b, block, j, np.asarray(cats, dtype=object), est)
+        onehot = b.cast(match, TensorProto.DOUBLE, "onehot")
+        keep = list(range(len(cats)))
+        if drop_idx is not None and drop_idx[j] is not None:
+            keep.remove(int(drop_idx[j]))
+            onehot = b.node("Gather", [onehot, b.const(np.array(keep, dtype=np.int64), "keep")], "kept", axis=1)
+        parts.append(Block(onehot, False, [None] * len(keep)))
+    return concat(b, parts)
+
+
+def _ordinal(b: GraphBuilder, block: Block, est: Any) -> Block:
+    _check_no_infrequent(est)
+    unknown = float(est.unknown_value) if est.handle_unknown == "use_encoded_value" else np.nan
+    parts: list[Block] = []
+    for j, cats in enumerate(est.categories_):
+        cats_arr = np.asarray(cats, dtype=object)
+        match = _category_matches(b, block, j, cats_arr, est)
+        codes = np.arange(len(cats_arr), dtype=np.float64)
+        missing_code = float(est.encoded_missing_value)
+        for i, c in enumerate(cats_arr):
+            if _is_nan(c):
+                codes[i] = missing_code
+        match_int = b.cast(match, TensorProto.INT64)
+        axis1 = b.const(np.array([1], dtype=np.int64), "axis")
+        found = b.cast(b.node("ReduceMax", [match_int, axis1], keepdims=1), TensorProto.BOOL, "found")
+        idx = b.node("ArgMax", [match_int], axis=1, keepdims=1)
+        code = b.node("Gather", [b.const(codes, "codes"), idx], "code")
+        code = b.node("Reshape", [code, b.const(np.array([-1, 1], dtype=np.int64), "shape")])
+        code = b.node("Where", [found, code, b.const(np.array([[unknown]]), "unknown")], "ordinal")
+        parts.append(Block(code, False, [None]))
+    return concat(b, parts)
+
+
+def _function_transformer(b: GraphBuilder, block: Block, est: Any) -> Block:
+    if est.func is None:
+        return block
+    name = getattr(est.func, "__name__", repr(est.func))
+    raise ExportError(f"FunctionTransformer(func={name}) runs arbitrary Python", step=f"FunctionTransformer({name})")
+
+
+_TRANSFORMERS: dict[str, Callable[[GraphBuilder, Block, Any], Block]] = {
+    "StandardScaler": _standard_scaler,
+    "RobustScaler": _robust_scaler,
+    "MaxAbsScaler": _maxabs_scaler,
+    "MinMaxScaler": _minmax_scaler,
+    "SimpleImputer": _simple_imputer,
+    "OneHotEncoder": _one_hot,
+    "OrdinalEncoder": _ordinal,
+    "FunctionTransformer": _function_transformer,
+}
+
+
+def apply_transformer(b: GraphBuilder, block: Block, est: Any) -> Block:
+    """Append the graph of one fitted transformer (or nested Pipeline / ColumnTransformer)."""
+    if est is None or est == "passthrough":
+        return block
+    kind = _step_name(est)
+    if kind == "Pipeline":
+        for _, step in est.steps:
+            block = apply_transformer(b, block, step)
+        return block
+    if kind == "ColumnTransformer":
+        raise ExportError("a nested ColumnTransformer is not supported; flatten it", step=kind)
+    fn = _TRANSFORMERS.get(kind)
+    if fn is None:
+        raise ExportError(f"{kind} has no exact ONNX export in parity yet", step=kind)
+    return fn(b, block, est)
+
+
+def _resolve_columns(ct: Any, cols: Any) -> list[str]:
+    names = [str(n) for n in getattr(ct, "feature_names_in_", [])]
+    if isinstance(cols, str):
+        return [cols]
+    if isinstance(cols, slice):
+        return names[cols]
+    arr = np.asarray(cols)
+    if arr.dtype == bool:
+        return [n for n, keep in zip(names, arr, strict=True) if keep]
+    if arr.dtype.kind in "iu":
+        return [names[int(i)] for i in arr]
+    return [str(c) for c in arr]
+
+
+def _column_transformer(b: GraphBuilder, raw: dict[str, Block], ct: Any) -> Block:
+    parts: list[Block] = []
+    for name, trans, cols in ct.transformers_:
+        if trans == "drop":
+            continue
+        columns = _resolve_columns(ct, cols)
+        if not columns:
+            continue
+        unknown = [c for c in columns if c not in raw]
+        if unknown:
+            raise ExportError(f"ColumnTransformer step {name!r} uses columns {unknown} missing from the data")
+        block = concat(b, [raw[c] for c in columns])
+        out = apply_transformer(b, block, trans)
+        if out.is_text:
+            raise ExportError(f"ColumnTransformer step {name!r} outputs text; the estimator needs numbers", step=name)
+        parts.append(out)
+    if getattr(ct, "verbose_feature_names_out", True) is not None and not parts:
+        raise ExportError("the ColumnTransformer outputs no columns")
+    return concat(b, parts)
+
+
+def export_preprocessing(b: GraphBuilder, signature: Signature, steps: list[Any], feature_order: list[str]) -> Block:
+    """Append raw inputs and every preprocessing step; return the double feature block."""
+    raw = raw_inputs(b, signature)
+    if steps and _step_name(steps[0]) == "ColumnTransformer":
+        block = _column_transformer(b, raw, steps[0])
+        steps = steps[1:]
+    else:
+        missing = [c for c in feature_order if c not in raw]
+        if missing:
+            raise ExportError(f"the model expects columns {missing} that the data does not have")
+        block = concat(b, [raw[c] for c in feature_order])
+    for step in steps:
+        block = apply_transformer(b, block, step)
+    if block.is_text:
+        raise ExportError("the estimator would receive text columns; add an encoder (e.g. OneHotEncoder)")
+    return block

@@ -1,0 +1,78 @@
+"""The Python side of a model: validation of the user's estimator and its reference outputs.
+
+``reference_outputs`` is the definition of what a model answers: the fitted scikit-learn object
+run on the raw frame, then the :class:`~parity.postprocess.OutputPlan`. The exported graph is
+checked against it, and non-portable artifacts serve with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from parity.errors import UnsupportedModelError
+from parity.postprocess import OutputPlan
+
+__all__ = ["check_model", "model_classes", "reference_outputs", "restore_dtypes"]
+
+
+def check_model(model: Any) -> None:
+    """Raise UnsupportedModelError unless ``model`` is a fitted estimator with a usable predict API."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    if not hasattr(model, "predict"):
+        raise UnsupportedModelError(
+            f"`model` must be a fitted scikit-learn estimator or Pipeline; got {type(model).__name__} instead"
+        )
+    try:
+        check_is_fitted(model)
+    except NotFittedError as exc:
+        raise UnsupportedModelError(f"`model` ({type(model).__name__}) is not fitted; call .fit(X, y) first") from exc
+    except TypeError:
+        pass  # not a scikit-learn estimator: the predict call will tell
+    if model_classes(model) is not None and not hasattr(model, "predict_proba"):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is a classifier without predict_proba; parity needs probabilities "
+            "(use e.g. LogisticRegression, or CalibratedClassifierCV around it)"
+        )
+
+
+def model_classes(model: Any) -> list[Any] | None:
+    """Return the classes of a classifier, or None for a regressor."""
+    from sklearn.base import is_classifier
+
+    if is_classifier(model) and hasattr(model, "classes_"):
+        return list(np.asarray(model.classes_).tolist())
+    return None
+
+
+def restore_dtypes(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """Give columns back the pandas dtypes of the training frame, so the model sees nulls as it was trained."""
+    out = {}
+    for name in frame.columns:
+        want = dtypes.get(name)
+        col = frame[name]
+        if want and str(col.dtype) != want:
+            try:
+                col = col.astype(want)
+            except (TypeError, ValueError):
+                pass  # keep the values; the model's own validation reports the problem
+        out[name] = col
+    return pd.DataFrame(out, index=frame.index)
+
+
+def reference_outputs(model: Any, frame: pd.DataFrame, plan: OutputPlan) -> dict[str, np.ndarray]:
+    """Run the Python model on raw ``frame`` and return the declared outputs."""
+    if plan.task == "regression":
+        raw = np.asarray(model.predict(frame), dtype=np.float64)
+        if raw.ndim == 2 and raw.shape[1] == 1:
+            raw = raw[:, 0]
+        if raw.ndim != 1:
+            raise UnsupportedModelError(f"the regressor returned shape {raw.shape}; parity supports one target")
+    else:
+        raw = np.asarray(model.predict_proba(frame), dtype=np.float64)
+    return plan.compute(raw)

@@ -1,0 +1,75 @@
+"""Runtimes execute a model on validated column arrays: ONNX (portable) or Python (trusted only).
+
+Like MLServer's model runtime, loading and predicting are split: a runtime is built once from
+an artifact's files and then answers ``predict(columns) -> outputs`` many times. Columns are
+already validated and typed by :mod:`parity.codec`.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from parity.codec import frame_from_columns
+from parity.model import reference_outputs, restore_dtypes
+from parity.postprocess import OutputPlan
+from parity.schema import Signature
+
+__all__ = ["OnnxRuntime", "PythonRuntime", "Runtime"]
+
+
+class Runtime(ABC):
+    """Runs one model on typed columns."""
+
+    kind: str
+
+    @abstractmethod
+    def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Return the declared outputs for validated input columns."""
+
+
+class OnnxRuntime(Runtime):
+    """Runs ``model.onnx`` with onnxruntime."""
+
+    kind = "onnx"
+
+    def __init__(self, model: bytes | str | os.PathLike[str], signature: Signature, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        # One intra-op thread by default: a server runs many requests concurrently, and the
+        # graphs are small enough that a thread pool costs more than it saves.
+        opts.intra_op_num_threads = threads or int(os.environ.get("PARITY_ORT_THREADS", "1"))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        source = model if isinstance(model, bytes) else os.fspath(model)
+        self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        self._outputs = list(signature.output_names)
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph."""
+        feeds = {name: columns[name] for name in self._inputs}
+        results = self.session.run(self._outputs, feeds)
+        return dict(zip(self._outputs, results, strict=True))
+
+
+class PythonRuntime(Runtime):
+    """Runs the original Python model (only for artifacts loaded with trusted=True)."""
+
+    kind = "python"
+
+    def __init__(self, model: Any, signature: Signature, plan: OutputPlan, dtypes: Mapping[str, str]) -> None:
+        self.model = model
+        self.signature = signature
+        self.plan = plan
+        self.dtypes = dict(dtypes)
+
+    def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Rebuild the raw frame and run the model with its postprocessing."""
+        frame = restore_dtypes(frame_from_columns(self.signature, columns), self.dtypes)
+        return reference_outputs(self.model, frame, self.plan)

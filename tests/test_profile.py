@@ -1,0 +1,274 @@
+"""Tests of the streaming profiler: hand-computed fixtures, exact merges, JSON form and Parquet streaming."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parity.errors import ProfileError, SchemaError
+from parity.profile import (
+    PROFILE_FORMAT,
+    BooleanSpec,
+    CategoricalProfile,
+    CategoricalSpec,
+    NumericProfile,
+    NumericSpec,
+    Profile,
+    ProfileSpec,
+    profile_frame,
+    profile_parquet,
+)
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _spec() -> ProfileSpec:
+    return ProfileSpec(
+        {
+            "x": NumericSpec(np.array([-10.0, -1.0, 0.0, 1.0, 10.0])),
+            "c": CategoricalSpec(("a", "b"), ("c",)),
+            "b": BooleanSpec(),
+        }
+    )
+
+
+def _assert_same(a: Profile, b: Profile) -> None:
+    """Everything equal exactly except mean/m2, which must agree to float rounding."""
+    da, db = a.to_dict(), b.to_dict()
+    for name, ca in da["columns"].items():
+        cb = db["columns"][name]
+        if ca["kind"] == "numeric":
+            scale = max(abs(ca["min"] or 0.0), abs(ca["max"] or 0.0))
+            assert math.isclose(ca.pop("mean"), cb.pop("mean"), rel_tol=1e-12, abs_tol=1e-12 * scale)
+            n = max(ca["count"] - ca["nulls"] - ca["neg_inf"] - ca["pos_inf"], 1)
+            std_a, std_b = math.sqrt(ca.pop("m2") / n), math.sqrt(cb.pop("m2") / n)
+            assert math.isclose(std_a, std_b, rel_tol=1e-12, abs_tol=1e-12 * scale)
+    assert da == db
+
+
+def test_numeric_hand_computed_bins_and_moments() -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0, 2.0, 3.0]))})
+    values = [-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 3.5, NAN, None, INF, -INF]
+    col = profile_frame(pd.DataFrame({"x": values}), spec).columns["x"]
+    assert isinstance(col, NumericProfile)
+    # under: -1, -inf | [0,1): 0, 0.5 | [1,2): 1 (inner edge goes right) | [2,3] closed: 2, 3 | over: 3.5, inf
+    assert col.bins.tolist() == [2, 2, 1, 2, 2]
+    assert (col.count, col.nulls, col.neg_inf, col.pos_inf, col.finite) == (11, 2, 1, 1, 7)
+    finite = np.array([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 3.5])
+    assert col.mean == pytest.approx(finite.mean(), rel=1e-15)
+    assert col.std == pytest.approx(finite.std(), rel=1e-15)
+    assert (col.min, col.max) == (-1.0, 3.5)
+
+
+def test_reference_edges_quantiles_and_constant_column() -> None:
+    df = pd.DataFrame({"x": np.arange(101, dtype=np.float64), "k": np.full(101, 7), "d": [0.0] * 90 + [1.0] * 11})
+    spec = ProfileSpec.from_reference(df, bins=4)
+    assert spec.columns["x"] == NumericSpec(np.array([0.0, 25.0, 50.0, 75.0, 100.0]))
+    assert isinstance(spec.columns["d"], NumericSpec) and spec.columns["d"].edges.tolist() == [0.0, 1.0]
+    prof = profile_frame(df, spec)
+    k = prof.columns["k"]
+    assert isinstance(k, NumericProfile) and k.bins.tolist() == [0, 101, 0]  # the constant sits in its own bin
+    x = prof.columns["x"]
+    assert isinstance(x, NumericProfile) and x.bins.tolist() == [0, 25, 25, 25, 26, 0]  # max is not overflow
+    assert x.p50 == pytest.approx(50.0, abs=1.0) and x.p01 is not None and x.p99 is not None
+    assert 0.0 <= x.p01 <= x.p05 <= x.p25 <= x.p50 <= x.p75 <= x.p95 <= x.p99 <= 100.0
+    with pytest.raises(ProfileError, match="'n'"):
+        ProfileSpec.from_reference(pd.DataFrame({"n": [NAN, INF]}))
+
+
+def test_categorical_hand_computed() -> None:
+    train = pd.DataFrame({"c": ["a"] * 5 + ["b"] * 3 + ["d"] * 2 + ["c"] * 2 + ["e"]})
+    spec = ProfileSpec.from_reference(train, top_k=3)
+    assert spec.columns["c"] == CategoricalSpec(("a", "b", "c"), ("d", "e"))  # frequency, ties by value
+    serve = pd.Series(["a", "b", "d", "zz", "", "", None, "y", "zz", "a"], dtype="str")
+    col = profile_frame(pd.DataFrame({"c": serve}), spec).columns["c"]
+    assert isinstance(col, CategoricalProfile)
+    assert col.counts.tolist() == [2, 1, 0]
+    assert (col.count, col.nulls, col.other, col.unseen, col.empty) == (10, 1, 6, 5, 2)
+    assert col.unseen_examples == ["", "y", "zz"]
+
+
+def test_categorical_many_categories_and_non_string_values() -> None:
+    train = pd.DataFrame({"c": [f"v{i}" for i in range(1500)] + ["v1"]})
+    spec = ProfileSpec.from_reference(train, top_k=2)
+    c = spec.columns["c"]
+    assert isinstance(c, CategoricalSpec) and c.categories == ("v1", "v0") and c.rare is None
+    col = profile_frame(pd.DataFrame({"c": ["v1", "v7", "new"]}), spec).columns["c"]
+    assert isinstance(col, CategoricalProfile) and col.other == col.unseen == 2  # unseen falls back to top-K
+    # Numbers compare as strings; object columns of mixed types too.
+    spec = ProfileSpec({"c": CategoricalSpec(("1", "x"))})
+    mixed = profile_frame(pd.DataFrame({"c": pd.Series([1, "x", None, 2.5], dtype=object)}), spec).columns["c"]
+    ints = profile_frame(pa.table({"c": pa.array([1, 1, None])}), spec).columns["c"]
+    assert isinstance(mixed, CategoricalProfile) and isinstance(ints, CategoricalProfile)
+    assert (mixed.counts.tolist(), mixed.nulls, mixed.other) == ([1, 1], 1, 1)
+    assert (ints.counts.tolist(), ints.nulls) == ([2, 0], 1)
+
+
+def test_boolean_and_pandas_arrow_inputs_agree() -> None:
+    df = pd.DataFrame(
+        {
+            "x": [1.5, None, -3.0, 40.0],
+            "c": pd.Series(["a", None, "c", "q"], dtype="str"),
+            "b": pd.Series([True, None, False, True], dtype=object),
+        }
+    )
+    spec = _spec()
+    from_pandas = profile_frame(df, spec)
+    table = pa.table({"x": [1.5, None, -3.0, 40.0], "c": ["a", None, "c", "q"], "b": [True, None, False, True]})
+    assert from_pandas == profile_frame(table, spec) == profile_frame(table.to_batches()[0], spec)
+    b = from_pandas.columns["b"].to_dict()
+    assert b == {"kind": "boolean", "count": 4, "nulls": 1, "true": 2}
+    assert profile_frame(df, spec).rows == 4
+
+
+values_st = st.one_of(
+    st.sampled_from([None, NAN, INF, -INF, 0.0, -0.0, 1.0, -1.0, 10.0]),
+    st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            values_st, st.sampled_from([None, "", "a", "b", "c", "d", "e", "zz"]), st.sampled_from([None, True, False])
+        ),
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(0, 60), max_size=5),
+)
+def test_merge_of_partitions_equals_whole(rows: list[tuple[Any, Any, Any]], cuts: list[int]) -> None:
+    spec = _spec()
+    table = pa.table(
+        {
+            "x": pa.array([r[0] for r in rows], pa.float64()),
+            "c": pa.array([r[1] for r in rows], pa.string()),
+            "b": pa.array([r[2] for r in rows], pa.bool_()),
+        }
+    )
+    whole = profile_frame(table, spec)
+    bounds = [0, *sorted(min(c, len(rows)) for c in cuts), len(rows)]
+    parts = [profile_frame(table.slice(lo, hi - lo), spec) for lo, hi in itertools.pairwise(bounds)]
+    forward = Profile.empty(spec)
+    for part in parts:
+        forward = forward.merge(part)
+    backward = Profile.empty(spec)
+    for part in reversed(parts):
+        backward = part.merge(backward)
+    _assert_same(whole, forward)
+    _assert_same(whole, backward)
+    assert Profile.from_dict(json.loads(json.dumps(forward.to_dict()))) == forward
+
+
+def test_merge_rejects_different_specs() -> None:
+    a = Profile.empty(_spec())
+    b = Profile.empty(ProfileSpec({**_spec().columns, "x": NumericSpec(np.array([0.0, 1.0]))}))
+    with pytest.raises(ProfileError, match="'x'"):
+        a.merge(b)
+
+
+def test_round_trip_save_load_and_validation(tmp_path: Path) -> None:
+    df = pd.DataFrame({"x": [1.0, 2.0, None, INF], "c": ["a", "zz", None, "b"], "b": [True, False, True, None]})
+    prof = profile_frame(df, _spec())
+    prof.save(tmp_path / "profile.json")
+    loaded = Profile.load(tmp_path / "profile.json")
+    assert loaded == prof and loaded.spec == prof.spec
+    d = prof.to_dict()
+    assert d["format"] == PROFILE_FORMAT and all(type(v) is int for v in d["columns"]["x"]["bins"])
+    with pytest.raises(ProfileError, match="format"):
+        Profile.from_dict({**d, "format": "parity.profile/0"})
+    broken = json.loads(json.dumps(d))
+    broken["columns"]["x"]["bins"][0] += 1
+    with pytest.raises(ProfileError, match="counts do not add up"):
+        Profile.from_dict(broken)
+    del broken["columns"]["c"]["counts"]
+    with pytest.raises(ProfileError, match="malformed"):
+        Profile.from_dict(broken)
+
+
+def test_bad_batch_raises_and_leaves_profile_untouched() -> None:
+    prof = Profile.empty(_spec())
+    good = pd.DataFrame({"x": [1.0], "c": ["a"], "b": [True]})
+    prof.update(good)
+    before = prof.to_dict()
+    with pytest.raises(SchemaError, match=r"column 'x'.*expected numeric.*received (large_)?string") as err:
+        prof.update(pd.DataFrame({"x": ["oops"], "c": ["a"], "b": [True]}))
+    assert err.value.column == "x"
+    with pytest.raises(SchemaError, match="column 'b' is missing"):
+        prof.update(good.drop(columns="b"))
+    assert prof.to_dict() == before
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    x[rng.random(n) < 0.05] = np.nan
+    return pd.DataFrame(
+        {
+            "x": x,
+            "c": pd.Series(rng.choice(["a", "b", "c", "d", "zz", ""], n), dtype="str"),
+            "b": rng.random(n) < 0.3,
+            "extra": rng.integers(0, 10, n),
+        }
+    )
+
+
+def test_profile_parquet_streams_files_and_processes_agree(tmp_path: Path) -> None:
+    frames = [_frame(n, seed) for seed, n in enumerate([1000, 2500, 0, 700])]
+    for i, f in enumerate(frames):
+        pq.write_table(
+            pa.Table.from_pandas(f, preserve_index=False), tmp_path / f"part-{i}.parquet", row_group_size=400
+        )
+    files = sorted(tmp_path.glob("*.parquet"))
+    spec = ProfileSpec.from_reference(frames[0], {"x": "numeric", "c": "categorical", "b": "boolean"})
+    serial = profile_parquet(files, spec, batch_size=128)
+    _assert_same(serial, profile_frame(pd.concat(frames, ignore_index=True), spec))
+    assert serial.rows == 4200
+    parallel = profile_parquet(tmp_path, spec, batch_size=128, processes=2)
+    assert parallel.to_dict() == serial.to_dict()  # bit-identical, mean included
+    # One file, several row groups, more workers than files: row groups are split, results unchanged.
+    one = profile_parquet(files[1], spec, processes=2)
+    assert one.to_dict() == profile_parquet(files[1], spec).to_dict()
+    only_x = profile_parquet(files, spec, columns=["x"], filter=pc.field("extra") > 4, filter_columns=["extra"])
+    expected = pd.concat(frames, ignore_index=True)
+    _assert_same(only_x, profile_frame(expected[expected["extra"] > 4], spec.select(["x"])))
+    with pytest.raises(ProfileError, match="filter_columns"):
+        profile_parquet(files, spec, filter=pc.field("extra") > 4)
+
+
+def test_profile_parquet_schema_errors(tmp_path: Path) -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0])), "c": CategoricalSpec(("a",))})
+    pq.write_table(pa.table({"x": [1.0], "c": ["a"]}), tmp_path / "ok.parquet")
+    pq.write_table(pa.table({"x": [2.0]}), tmp_path / "missing.parquet")
+    pq.write_table(pa.table({"x": ["1.0"], "c": ["a"]}), tmp_path / "strings.parquet")
+    with pytest.raises(SchemaError, match=r"column 'c' is missing from Parquet file .*missing\.parquet") as err:
+        profile_parquet([tmp_path / "ok.parquet", tmp_path / "missing.parquet"], spec)
+    assert err.value.column == "c"
+    with pytest.raises(SchemaError, match=r"column 'x' in Parquet file .*strings\.parquet: expected numeric.*string"):
+        profile_parquet(tmp_path / "strings.parquet", spec)
+
+
+def test_json_size_is_independent_of_row_count() -> None:
+    def profile_json(n: int) -> int:
+        rng = np.random.default_rng(n)
+        cols: dict[str, Any] = {f"x{i}": rng.normal(size=n) for i in range(14)}
+        cols |= {f"c{i}": rng.choice([f"cat{j}" for j in range(30)], n) for i in range(4)}
+        cols |= {f"b{i}": rng.random(n) < 0.5 for i in range(2)}
+        df = pd.DataFrame(cols)
+        spec = ProfileSpec.from_reference(df.iloc[:1000])
+        return len(json.dumps(profile_frame(df, spec).to_dict()))
+
+    small, large = profile_json(1_000), profile_json(100_000)
+    assert large < 20_000 and abs(large - small) < 0.1 * small
