@@ -133,9 +133,7 @@ class Artifact:
         encoded = encode_frame(self.signature, data)
         self._report_extra(data.columns)
         self._count_unseen(encoded)
-        out = decode_outputs(self.signature, self.runtime.predict(encoded))
-        out.index = data.index
-        return out
+        return decode_outputs(self.signature, self.runtime.predict(encoded), index=data.index)
 
     def _report_extra(self, columns: Sequence[Any]) -> None:
         extra = [c for c in columns if c not in self._input_names and c not in self._reported_extra]

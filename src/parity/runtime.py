@@ -36,25 +36,42 @@ class OnnxRuntime(Runtime):
     """Runs ``model.onnx`` with onnxruntime."""
 
     kind = "onnx"
+    parallel_rows = 4096
+    """Batches at least this large run on a multi-threaded session (when ``threads`` is None)."""
 
     def __init__(self, model: bytes | str | os.PathLike[str], signature: Signature, *, threads: int | None = None) -> None:
+        self._source = model if isinstance(model, bytes) else os.fspath(model)
+        env = os.environ.get("PARITY_ORT_THREADS")
+        self._threads = threads if threads is not None else (int(env) if env else None)
+        # Small batches (the serving case) run on one thread: a thread pool costs more than it
+        # saves there, and a server runs many requests concurrently anyway.
+        self.session = self._session(self._threads or 1)
+        self._parallel: Any = None
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        self._outputs = list(signature.output_names)
+
+    def _session(self, threads: int) -> Any:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        # One intra-op thread by default: a server runs many requests concurrently, and the
-        # graphs are small enough that a thread pool costs more than it saves.
-        opts.intra_op_num_threads = threads or int(os.environ.get("PARITY_ORT_THREADS", "1"))
+        opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        source = model if isinstance(model, bytes) else os.fspath(model)
-        self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
-        self._inputs = [i.name for i in self.session.get_inputs()]
-        self._outputs = list(signature.output_names)
+        return ort.InferenceSession(self._source, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def _session_for(self, rows: int) -> Any:
+        if self._threads is not None or rows < self.parallel_rows:
+            return self.session
+        if self._parallel is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            self._parallel = self._session(cores) if cores > 1 else self.session
+        return self._parallel
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph."""
         feeds = {name: columns[name] for name in self._inputs}
-        results = self.session.run(self._outputs, feeds)
+        rows = len(next(iter(feeds.values()))) if feeds else 0
+        results = self._session_for(rows).run(self._outputs, feeds)
         return dict(zip(self._outputs, results, strict=True))
 
 

@@ -121,9 +121,11 @@ Factory = Callable[[str], Any]
 FAMILIES: dict[str, tuple[Factory, bool, float]] = {
     # name: (factory(task), NaN supported, tolerance)
     "decision_tree": (
-        lambda t: DecisionTreeRegressor(max_depth=8, random_state=0)
-        if t == "regression"
-        else DecisionTreeClassifier(max_depth=8, random_state=0),
+        lambda t: (
+            DecisionTreeRegressor(max_depth=8, random_state=0)
+            if t == "regression"
+            else DecisionTreeClassifier(max_depth=8, random_state=0)
+        ),
         True,
         1e-12,
     ),
@@ -281,9 +283,7 @@ def test_lightgbm_early_stopping_uses_best_iteration() -> None:
     est = lgb.LGBMRegressor(n_estimators=200, learning_rate=0.5, verbose=-1, n_jobs=1)
     # lightgbm >= 4.7 deprecates eval_set in favour of eval_X / eval_y.
     new_api = "eval_X" in inspect.signature(est.fit).parameters
-    evals: dict[str, Any] = (
-        {"eval_X": X[200:], "eval_y": y[200:]} if new_api else {"eval_set": [(X[200:], y[200:])]}
-    )
+    evals: dict[str, Any] = {"eval_X": X[200:], "eval_y": y[200:]} if new_api else {"eval_set": [(X[200:], y[200:])]}
     est.fit(X[:200], y[:200], callbacks=[lgb.early_stopping(3, verbose=False)], **evals)
     assert 0 < est.best_iteration_ < 200
     _check(est, X, nan=True, tol=1e-12)

@@ -25,7 +25,11 @@ const USAGE = `usage: parity-node DIR INPUT.json [OUTPUT.json]
   OUTPUT.json  where to write the outputs (a JSON array of records); default standard output
 `;
 
+/** Wrong command-line arguments: exit 2 with the usage. */
 class UsageError extends Error {}
+
+/** Unreadable or invalid input file: exit 2. */
+class InputError extends Error {}
 
 /**
  * @param {string} text
@@ -34,12 +38,12 @@ class UsageError extends Error {}
  */
 function parseRecords(text, source) {
   const body = text.replace(/^\uFEFF/, '').trim();
-  if (!body) throw new UsageError(`${source} is empty; expected a JSON array of records or JSON lines`);
+  if (!body) throw new InputError(`${source} is empty; expected a JSON array of records or JSON lines`);
   if (body.startsWith('[')) {
     try {
       return JSON.parse(body);
     } catch (err) {
-      throw new UsageError(`${source} is not valid JSON: ${/** @type {Error} */ (err).message}`);
+      throw new InputError(`${source} is not valid JSON: ${/** @type {Error} */ (err).message}`);
     }
   }
   const records = [];
@@ -57,7 +61,7 @@ function parseRecords(text, source) {
       } catch {
         // report the line below
       }
-      throw new UsageError(`${source} line ${i + 1} is not valid JSON: ${/** @type {Error} */ (err).message}`);
+      throw new InputError(`${source} line ${i + 1} is not valid JSON: ${/** @type {Error} */ (err).message}`);
     }
   }
   return records;
@@ -85,6 +89,10 @@ function formatRecords(records, names) {
   return lines.length ? `[\n${lines.join(',\n')}\n]\n` : '[]\n';
 }
 
+/**
+ * @param {string[]} argv
+ * @returns {Promise<number>}
+ */
 async function main(argv) {
   if (argv.includes('-h') || argv.includes('--help')) {
     process.stdout.write(USAGE);
@@ -96,7 +104,7 @@ async function main(argv) {
   try {
     text = input === '-' ? fs.readFileSync(0, 'utf-8') : fs.readFileSync(input, 'utf-8');
   } catch (err) {
-    throw new UsageError(`cannot read ${input}: ${/** @type {Error} */ (err).message}`);
+    throw new InputError(`cannot read ${input}: ${/** @type {Error} */ (err).message}`);
   }
   const records = parseRecords(text, input === '-' ? 'standard input' : input);
   const model = await ParityModel.load(dir);
@@ -120,9 +128,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err) => {
-    const usage = err instanceof UsageError || err instanceof SchemaError;
-    process.stderr.write(`parity-node: ${err instanceof UsageError ? 'error' : err.name}: ${err.message}\n`);
+    const plain = err instanceof UsageError || err instanceof InputError;
+    process.stderr.write(`parity-node: ${plain ? 'error' : err.name}: ${err.message}\n`);
     if (err instanceof UsageError) process.stderr.write(USAGE);
-    process.exitCode = usage ? 2 : 1;
+    process.exitCode = plain || err instanceof SchemaError ? 2 : 1;
   },
 );

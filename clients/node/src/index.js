@@ -24,20 +24,18 @@ const { FORMAT, ParityModel } = require('./model');
  * @typedef {import('./model').LoadOptions} LoadOptions
  */
 
-module.exports = {
-  ParityModel,
-  FORMAT,
-  MISSING_STRING: codec.MISSING_STRING,
-  DATATYPES: codec.DATATYPES,
-  TENSOR_TYPES: codec.TENSOR_TYPES,
-  encodeColumn: codec.encodeColumn,
-  encodeColumns: codec.encodeColumns,
-  encodeRecords: codec.encodeRecords,
-  recordsToColumns: codec.recordsToColumns,
-  decodeTensor: codec.decodeTensor,
-  columnsToRecords: codec.columnsToRecords,
-  ParityError: errors.ParityError,
-  ArtifactError: errors.ArtifactError,
-  IntegrityError: errors.IntegrityError,
-  SchemaError: errors.SchemaError,
-};
+exports.ParityModel = ParityModel;
+exports.FORMAT = FORMAT;
+exports.MISSING_STRING = codec.MISSING_STRING;
+exports.DATATYPES = codec.DATATYPES;
+exports.TENSOR_TYPES = codec.TENSOR_TYPES;
+exports.encodeColumn = codec.encodeColumn;
+exports.encodeColumns = codec.encodeColumns;
+exports.encodeRecords = codec.encodeRecords;
+exports.recordsToColumns = codec.recordsToColumns;
+exports.decodeTensor = codec.decodeTensor;
+exports.columnsToRecords = codec.columnsToRecords;
+exports.ParityError = errors.ParityError;
+exports.ArtifactError = errors.ArtifactError;
+exports.IntegrityError = errors.IntegrityError;
+exports.SchemaError = errors.SchemaError;

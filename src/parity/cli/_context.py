@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
+import typer
 
 from parity.registry import ModelVersion, Registry, parse_ref, verify_artifact_dir
 
@@ -29,7 +29,7 @@ class CliState:
         return Registry(self.registry_root)
 
 
-def get_state(ctx: click.Context) -> CliState:
+def get_state(ctx: typer.Context) -> CliState:
     """Return the global options of this invocation (defaults if the root callback has not run)."""
     root = ctx.find_root()
     if not isinstance(root.obj, CliState):

@@ -34,7 +34,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(4, "input does not match the model signature, or an input file is malformed", (SchemaError, ValueError)),
     ExitCode(5, "not found: unknown model, version or alias, or a missing file", (NotFoundError, FileNotFoundError)),
     ExitCode(6, "integrity error: an artifact file differs from its recorded sha256", (IntegrityError,)),
-    ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust its origin", (UntrustedArtifactError,)),
+    ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust it", (UntrustedArtifactError,)),
     ExitCode(8, "any other parity error", (ParityError,)),
 )
 """Every exit status of the CLI; the single source of the mapping, the help epilog and the docs."""

@@ -62,6 +62,9 @@ class TreeModel:
     thresholds: dict[int, NDArray[np.float64]] = field(default_factory=dict)
 
 
+_CAT = "; encode categories numerically (one-hot or ordinal) before the model instead"
+
+
 def _fail(est: object, msg: str) -> ExportError:
     return ExportError(f"{type(est).__name__}: {msg}", step=type(est).__name__)
 
@@ -98,7 +101,9 @@ def _sk_tree(t: Any, value: NDArray[np.float64], target: int) -> Tree:
 
 def _sk_forest(est: Any, members: list[Any]) -> TreeModel:
     if getattr(est, "n_outputs_", 1) != 1:
-        raise _fail(est, f"{est.n_outputs_} outputs; only single-output models can be exported")
+        raise _fail(
+            est, f"{est.n_outputs_} outputs; only single-output models can be exported, fit one model per output"
+        )
     trees: list[Tree] = []
     classifier = hasattr(est, "classes_")
     n_targets = len(est.classes_) if classifier else 1
@@ -133,7 +138,7 @@ def _sk_link(est: Any) -> tuple[Link, float]:
         "MultinomialLogit": ("softmax", 1.0),
     }
     if link not in table:
-        raise _fail(est, f"loss {type(est._loss).__name__} with link {link} is not supported")
+        raise _fail(est, f"loss {type(est._loss).__name__} with link {link} is not supported; use a standard loss")
     return table[link]
 
 
@@ -167,13 +172,13 @@ def _sk_gb(est: Any) -> TreeModel:
 
 def _sk_hgb(est: Any) -> TreeModel:
     if est.is_categorical_ is not None and bool(np.any(est.is_categorical_)):
-        raise _fail(est, "categorical features (bitset splits) are not supported")
+        raise _fail(est, f"categorical_features (bitset splits) are not supported{_CAT}")
     trees: list[Tree] = []
     for iteration in est._predictors:
         for k, predictor in enumerate(iteration):
             n = predictor.nodes
             if bool(np.any(n["is_categorical"])):
-                raise _fail(est, "categorical splits are not supported")
+                raise _fail(est, f"categorical splits are not supported{_CAT}")
             feature = np.where(n["is_leaf"] != 0, -1, n["feature_idx"])
             missing_left = n["missing_go_to_left"]
             trees.append(_tree(feature, n["num_threshold"], n["left"], n["right"], missing_left, n["value"], k))
@@ -233,31 +238,32 @@ def _xgb_base_margin(raw: dict[str, Any], n_trees: int) -> NDArray[np.float64]:
     model["tree_info"] = model["tree_info"][:n_trees]
     model["iteration_indptr"] = [0, n_trees]
     model["gbtree_model_param"]["num_trees"] = str(n_trees)
+    raw["learner"]["feature_names"], raw["learner"]["feature_types"] = [], []  # probe with a bare matrix
     probe = xgboost.Booster()
     probe.load_model(bytearray(json.dumps(raw).encode()))
     n_features = int(raw["learner"]["learner_model_param"]["num_feature"])
     dm = xgboost.DMatrix(np.full((1, n_features), np.nan, dtype=np.float32))
-    return np.asarray(probe.predict(dm, output_margin=True), dtype=np.float64).reshape(-1)
+    return np.asarray(probe.predict(dm, output_margin=True, validate_features=False), dtype=np.float64).reshape(-1)
 
 
 def _xgb(est: Any) -> TreeModel:
     missing = getattr(est, "missing", np.nan)
     if missing is not None and not (isinstance(missing, float) and math.isnan(missing)):
-        raise _fail(est, f"missing={missing!r}; only NaN as missing value is supported")
+        raise _fail(est, f"missing={missing!r} is not supported; refit with missing=np.nan")
     try:
         booster = est.get_booster()
     except Exception as exc:  # xgboost raises NotFittedError (a ValueError/AttributeError) when unfitted
-        raise _fail(est, f"not fitted ({exc})") from exc
+        raise _fail(est, f"not fitted ({exc}); fit it before exporting") from exc
     raw = json.loads(booster.save_raw("json"))
     learner = raw["learner"]
     objective = learner["objective"]["name"]
     gb = learner["gradient_booster"]
     if gb["name"] != "gbtree":
-        raise _fail(est, f"booster {gb['name']!r}; only 'gbtree' is supported")
+        raise _fail(est, f"booster {gb['name']!r} is not supported; refit with booster='gbtree'")
     if objective not in _XGB_LINKS:
-        raise _fail(est, f"objective {objective!r} is not supported")
+        raise _fail(est, f"objective {objective!r} is not supported; supported: {sorted(_XGB_LINKS)}")
     if int(learner["learner_model_param"].get("num_target", "1")) > 1:
-        raise _fail(est, "multi-output models are not supported")
+        raise _fail(est, "multi-output models are not supported; fit one model per output")
     model = gb["model"]
     n_groups = max(1, int(learner["learner_model_param"]["num_class"]))
     indptr = model.get("iteration_indptr") or list(range(0, len(model["trees"]) + 1, n_groups))
@@ -269,7 +275,7 @@ def _xgb(est: Any) -> TreeModel:
     trees: list[Tree] = []
     for t, group in zip(model["trees"][:n_trees], model["tree_info"][:n_trees], strict=True):
         if any(int(s) != 0 for s in t["split_type"]) or int(t["tree_param"].get("size_leaf_vector", "1")) > 1:
-            raise _fail(est, "categorical splits and vector leaves are not supported")
+            raise _fail(est, f"categorical splits and vector leaves (multi_strategy) are not supported{_CAT}")
         left = np.asarray(t["left_children"], dtype=np.int64)
         cond = np.asarray(t["split_conditions"], dtype=np.float32).astype(np.float64)  # exact float32 values
         feature = np.where(left < 0, -1, np.asarray(t["split_indices"], dtype=np.int64))
@@ -308,7 +314,7 @@ def _lgbm_link(est: Any, objective: str) -> tuple[Link, float]:
         return "identity", 1.0
     if name in _LGBM_EXP:
         return "exp", 1.0
-    raise _fail(est, f"objective {objective!r} is not supported")
+    raise _fail(est, f"objective {objective!r} is not supported; use binary, multiclass or a regression objective")
 
 
 # LightGBM's predictor drops every |x| <= kZeroThreshold (1e-35f) from a dense row, i.e. reads it
@@ -341,14 +347,14 @@ def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
         right.append(-1)
         if "leaf_value" in node:
             if "leaf_coeff" in node:
-                raise _fail(est, "linear trees (linear_tree=True) are not supported")
+                raise _fail(est, "linear trees are not supported; refit with linear_tree=False")
             feature.append(-1)
             threshold.append(0.0)
             missing_left.append(False)
             value.append(float(node["leaf_value"]))
             continue
         if node["decision_type"] != "<=":
-            raise _fail(est, f"split {node['decision_type']!r} (categorical) is not supported")
+            raise _fail(est, f"categorical split {node['decision_type']!r} is not supported{_CAT}")
         t = _lgbm_threshold(float(node["threshold"]))
         missing = node["missing_type"]
         if missing == "NaN":
@@ -356,7 +362,7 @@ def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
         elif missing == "None":
             go_left = t >= 0.0  # LightGBM replaces NaN by 0.0 before comparing
         else:
-            raise _fail(est, f"missing_type {missing!r} (zero_as_missing) is not supported")
+            raise _fail(est, f"missing_type {missing!r} is not supported; refit with zero_as_missing=False")
         feature.append(int(node["split_feature"]))
         threshold.append(t)
         missing_left.append(go_left)
@@ -369,7 +375,7 @@ def _lgbm(est: Any) -> TreeModel:
     try:
         booster = est.booster_
     except Exception as exc:  # LGBMNotFittedError when unfitted
-        raise _fail(est, f"not fitted ({exc})") from exc
+        raise _fail(est, f"not fitted ({exc}); fit it before exporting") from exc
     dump = booster.dump_model()  # like predict, limited to best_iteration when early stopping was used
     link, scale = _lgbm_link(est, str(dump["objective"]))
     k = int(dump["num_tree_per_iteration"])
@@ -413,6 +419,6 @@ def read_tree_model(est: Any) -> TreeModel | None:
     try:
         model: TreeModel = reader(est)
     except AttributeError as exc:  # fitted attributes (tree_, estimators_, _predictors) missing
-        raise _fail(est, f"not fitted or unexpected internals ({exc})") from exc
+        raise _fail(est, f"not fitted or unexpected internals ({exc}); fit it before exporting") from exc
     model.thresholds = _collect_thresholds(model)
     return model

@@ -1,0 +1,5 @@
+"""``python -m parity.cli``."""
+
+from parity.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""Configuration of the model server (CLI options map one to one onto these fields)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
+
+__all__ = ["DEFAULT_LAKE", "ENV_CONFIG", "ServerConfig"]
+
+DEFAULT_LAKE = "./.parity/lake"
+ENV_CONFIG = "PARITY_SERVER_CONFIG"  # how worker processes of `--workers N` receive the config
+
+
+@dataclass
+class ServerConfig:
+    """Everything ``parity serve`` needs; ``grpc_port`` None/0 and ``lake`` None disable those parts."""
+
+    refs: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8080
+    grpc_port: int | None = 8081
+    lake: str | None = DEFAULT_LAKE
+    workers: int = 1
+    token: str | None = None
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_delay_ms: float = DEFAULT_MAX_BATCH_DELAY_MS
+    max_request_bytes: int = 32 * 1024 * 1024
+    request_timeout_s: float = 30.0
+    reload_interval_s: float = 5.0
+    """Seconds between registry polls for alias/bare-name refs; 0 disables hot reload."""
+    registry: str | None = None
+    """Registry root (default: $PARITY_HOME or ./.parity)."""
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    trusted: bool = False
+    log_level: str = "info"
+    access_log: bool = False
+    lake_flush_interval_s: float = 2.0
+    graceful_timeout_s: float = 30.0
+    limit_concurrency: int = 2048
+    """Connections + in-flight requests per process before uvicorn answers 503."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form options for adapters (e.g. gRPC settings)."""
+
+    def __post_init__(self) -> None:
+        self.refs = tuple(str(r) for r in self.refs)
+        if self.token is None:
+            self.token = os.environ.get("PARITY_TOKEN") or None
+        if self.grpc_port == 0:
+            self.grpc_port = None
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("pass both --tls-cert and --tls-key, or neither")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_request_bytes < 1:
+            raise ValueError(f"max_request_bytes must be positive, got {self.max_request_bytes}")
+
+    def to_json(self) -> str:
+        """Serialise for worker processes."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        """Inverse of :meth:`to_json` (unknown keys are ignored)."""
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
