@@ -12,7 +12,8 @@ Quick start::
 from __future__ import annotations
 
 import os
-from parity.artifact import Artifact, load_artifact, package
+
+from parity.artifact import Artifact, package
 from parity.checks import ParityReport
 from parity.errors import (
     ArtifactError,

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "canonical_json", "sha256_file", "sha256_bytes"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "canonical_json", "sha256_bytes", "sha256_file"]
 
 _CHUNK = 1 << 20
 

@@ -71,9 +71,7 @@ class Artifact:
         self.signature = Signature.from_dict(manifest["signature"])
         self.plan = OutputPlan.from_dict(manifest["postprocess"])
         self.unseen_counts: dict[str, int] = {}
-        self._categories = {
-            c.name: frozenset(c.categories) for c in self.signature.inputs if c.categories is not None
-        }
+        self._categories = {c.name: frozenset(c.categories) for c in self.signature.inputs if c.categories is not None}
         self._input_names = set(self.signature.input_names)
         self._reported_extra: set[str] = set()
         self.path: Path | None = None
@@ -81,7 +79,8 @@ class Artifact:
 
     def __repr__(self) -> str:
         runtime = "onnx" if self.portable else "python"
-        return f"<Artifact {self.name!r} task={self.task} runtime={runtime} parity={'ok' if self.parity_passed else 'FAILED'}>"
+        verdict = "ok" if self.parity_passed else "FAILED"
+        return f"<Artifact {self.name!r} task={self.task} runtime={runtime} parity={verdict}>"
 
     @property
     def name(self) -> str:
@@ -156,7 +155,11 @@ class Artifact:
 
         table = pq.read_table(io.BytesIO(self._files[SAMPLE_FILE]))
         frame = table.to_pandas()
-        expected = {c[len(EXPECTED_PREFIX) :]: frame.pop(c).to_numpy() for c in list(frame.columns) if c.startswith(EXPECTED_PREFIX)}
+        expected = {
+            c[len(EXPECTED_PREFIX) :]: frame.pop(c).to_numpy()
+            for c in list(frame.columns)
+            if c.startswith(EXPECTED_PREFIX)
+        }
         return frame, expected
 
     def verify(self, *, raise_on_failure: bool = True) -> ParityReport:
@@ -207,7 +210,7 @@ def _serialize_python(model: Any) -> tuple[str, bytes]:
         data = sio.dumps(model)
         sio.loads(data, trusted=sio.get_untrusted_types(data=data))
         return SKOPS_FILE, data
-    except Exception as exc:  # noqa: BLE001 - skops refuses many custom objects; fall back loudly
+    except Exception as exc:
         log.warning("skops cannot store this model (%s); falling back to pickle", exc)
     try:
         return PICKLE_FILE, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
@@ -220,7 +223,7 @@ def _deserialize_python(name: str, data: bytes) -> Any:
         import skops.io as sio
 
         return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
-    return pickle.loads(data)  # noqa: S301 - only reached with trusted=True
+    return pickle.loads(data)
 
 
 def _sample_frame(cases: Mapping[str, pd.DataFrame], expected: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
@@ -270,7 +273,9 @@ def package(
         raise SchemaError(f"`data` must be a pandas DataFrame of raw inputs; got {type(data).__name__} instead")
     if target is not None:
         if target not in data.columns:
-            raise SchemaError(f"target column {target!r} is not in `data`; columns: {list(data.columns)}", column=target)
+            raise SchemaError(
+                f"target column {target!r} is not in `data`; columns: {list(data.columns)}", column=target
+            )
         data = data.drop(columns=[target])
     signature = infer_signature(data)
     feature_order = [str(c) for c in getattr(model, "feature_names_in_", data.columns)]
@@ -325,7 +330,9 @@ def package(
     profile = profile_frame(data, spec)
     out_frame = pd.DataFrame(expected["training_sample"])
     out_profile = profile_frame(out_frame, ProfileSpec.from_reference(out_frame))
-    files[PROFILE_FILE] = canonical_json({"format": "parity.reference/1", "inputs": profile.to_dict(), "outputs": out_profile.to_dict()})
+    files[PROFILE_FILE] = canonical_json(
+        {"format": "parity.reference/1", "inputs": profile.to_dict(), "outputs": out_profile.to_dict()}
+    )
     files[SAMPLE_FILE] = _sample_frame(cases, expected)
 
     manifest: dict[str, Any] = {
@@ -369,13 +376,17 @@ def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Art
     root = Path(path)
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
-        raise ArtifactError(f"{root} is not a parity artifact (no {MANIFEST}); pass an artifact directory or a registry ref")
+        raise ArtifactError(
+            f"{root} is not a parity artifact (no {MANIFEST}); pass an artifact directory or a registry ref"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot read {manifest_path}: {exc}") from exc
     if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{root}: unsupported artifact format {manifest.get('format')!r}; this parity reads {FORMAT!r}")
+        raise ArtifactError(
+            f"{root}: unsupported artifact format {manifest.get('format')!r}; this parity reads {FORMAT!r}"
+        )
     validate_manifest(manifest)
     files: dict[str, bytes] = {}
     for name, meta in manifest["files"].items():
@@ -405,7 +416,9 @@ def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Art
                 "trust its origin"
             )
         model = _deserialize_python(py_file, files[py_file])
-        runtime = PythonRuntime(model, signature, OutputPlan.from_dict(manifest["postprocess"]), manifest["pandas_dtypes"])
+        runtime = PythonRuntime(
+            model, signature, OutputPlan.from_dict(manifest["postprocess"]), manifest["pandas_dtypes"]
+        )
     artifact = Artifact(manifest, files, runtime)
     artifact.path = root
     return artifact
@@ -420,4 +433,3 @@ def verify_files(path: str | os.PathLike[str]) -> None:
             raise IntegrityError(f"{root}: file {name!r} listed in the manifest is missing")
         if sha256_file(root / name) != meta["sha256"]:
             raise IntegrityError(f"{root}: file {name!r} was modified (sha256 differs from the manifest)")
-

@@ -19,7 +19,6 @@ import pandas as pd
 
 from parity.codec import encode_frame
 from parity.errors import ParityMismatchError
-from parity.postprocess import OutputPlan
 from parity.schema import Signature
 
 __all__ = ["ParityReport", "compare_outputs", "edge_cases", "run_parity_check"]
@@ -101,20 +100,9 @@ def _near(values: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(parts))
 
 
-def _with_column(base: pd.DataFrame, n: int, column: str, values: Any) -> pd.DataFrame:
-    rows = base.iloc[np.arange(n) % len(base)].reset_index(drop=True)
-    col = rows[column].copy()
-    if values is None:
-        col[:] = None
-    else:
-        col = pd.Series(values, dtype=col.dtype if not isinstance(values, str) else col.dtype)
-        if len(col) == 1 and n > 1:
-            col = pd.Series([values] * n, dtype=rows[column].dtype)
-    rows[column] = col.to_numpy() if values is not None else col
-    return rows
-
-
-def edge_cases(base: pd.DataFrame, signature: Signature, raw_thresholds: Mapping[str, np.ndarray]) -> dict[str, pd.DataFrame]:
+def edge_cases(
+    base: pd.DataFrame, signature: Signature, raw_thresholds: Mapping[str, np.ndarray]
+) -> dict[str, pd.DataFrame]:
     """Generate the named edge-case frames from sample rows ``base``."""
     n = min(len(base), 16)
     cases: dict[str, pd.DataFrame] = {}
@@ -208,7 +196,7 @@ def run_parity_check(
     for case, frame in cases.items():
         try:
             expected = reference(frame)
-        except Exception as exc:  # noqa: BLE001 - the user's model may refuse a case; record why
+        except Exception as exc:
             skipped[case] = f"the Python model raised {type(exc).__name__}: {str(exc)[:200]}"
             continue
         actual = candidate(frame)
@@ -225,7 +213,8 @@ def run_parity_check(
                 failure = (
                     f"output {name!r} differs in case {case!r}: {bad} of {len(frame)} rows beyond tolerance "
                     f"{tolerance:g} (max diff {abs_d:.3g}); worst row {worst}: {row}; "
-                    f"python={np.asarray(expected[name])[worst or 0]!r} exported={np.asarray(actual[name])[worst or 0]!r}"
+                    f"python={np.asarray(expected[name])[worst or 0]!r} "
+                    f"exported={np.asarray(actual[name])[worst or 0]!r}"
                 )
     report = ParityReport(
         passed=failure is None,

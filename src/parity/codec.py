@@ -74,13 +74,12 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
                 )
             if spec.datatype in ("INT64", "INT32"):
                 raise SchemaError(f"column {spec.name!r} ({spec.datatype}) cannot hold nulls", column=spec.name)
-        if spec.datatype in ("INT64", "INT32"):
-            if not np.all(np.floor(out) == out):
-                row = int(np.flatnonzero(np.floor(out) != out)[0])
-                raise SchemaError(
-                    f"column {spec.name!r} expects {spec.datatype} integers; received {out[row]!r} at row {row}",
-                    column=spec.name,
-                )
+        if spec.datatype in ("INT64", "INT32") and not np.all(np.floor(out) == out):
+            row = int(np.flatnonzero(np.floor(out) != out)[0])
+            raise SchemaError(
+                f"column {spec.name!r} expects {spec.datatype} integers; received {out[row]!r} at row {row}",
+                column=spec.name,
+            )
     target = NUMPY_DTYPES[spec.datatype]
     return out if out.dtype == target else out.astype(target)
 
@@ -118,7 +117,8 @@ def _encode_text_arrow(spec: ColumnSpec, arr: Any) -> np.ndarray | None:
         if not spec.nullable:
             row = int(np.flatnonzero(np.asarray(text.is_null()))[0])
             raise SchemaError(
-                f"column {spec.name!r} is not nullable (training data had no missing values); received null at row {row}",
+                f"column {spec.name!r} is not nullable (training data had no missing values); "
+                f"received null at row {row}",
                 column=spec.name,
             )
         text = pc.fill_null(text, MISSING_STRING)
@@ -172,7 +172,9 @@ def encode_column(spec: ColumnSpec, values: Any) -> np.ndarray:
     return _encode_numeric(spec, values)
 
 
-def encode_columns(signature: Signature, columns: Mapping[str, Any], *, n_rows: int | None = None) -> dict[str, np.ndarray]:
+def encode_columns(
+    signature: Signature, columns: Mapping[str, Any], *, n_rows: int | None = None
+) -> dict[str, np.ndarray]:
     """Validate a mapping of column -> values against ``signature`` and return typed arrays."""
     missing = [c.name for c in signature.inputs if c.name not in columns]
     if missing:
@@ -183,7 +185,9 @@ def encode_columns(signature: Signature, columns: Mapping[str, Any], *, n_rows: 
     for spec in signature.inputs:
         arr = encode_column(spec, columns[spec.name])
         if arr.ndim != 1:
-            raise SchemaError(f"column {spec.name!r} must be one-dimensional; got shape {list(arr.shape)}", column=spec.name)
+            raise SchemaError(
+                f"column {spec.name!r} must be one-dimensional; got shape {list(arr.shape)}", column=spec.name
+            )
         if n_rows is None:
             n_rows = len(arr)
         elif len(arr) != n_rows:
@@ -214,7 +218,7 @@ def _column_values(values: Any) -> np.ndarray:
 
         arrow = pa.array(values)
         if pa.types.is_string(arrow.type) or pa.types.is_large_string(arrow.type):
-            return arrow  # type: ignore[no-any-return]
+            return arrow
     return np.asarray(values, dtype=object)
 
 
@@ -246,7 +250,7 @@ def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) 
     for spec in signature.inputs:
         arr = columns[spec.name]
         if spec.datatype == "BYTES":
-            arr = np.where(arr == MISSING_STRING, None, arr)
+            arr = np.where(arr == MISSING_STRING, np.array(None, dtype=object), arr)
         data[spec.name] = arr
     return pd.DataFrame(data)
 

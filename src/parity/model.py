@@ -7,6 +7,7 @@ checked against it, and non-portable artifacts serve with it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,10 +58,9 @@ def restore_dtypes(frame: pd.DataFrame, dtypes: Mapping[str, str]) -> pd.DataFra
         want = dtypes.get(name)
         col = frame[name]
         if want and str(col.dtype) != want:
-            try:
+            # On failure keep the values; the model's own validation reports the problem.
+            with contextlib.suppress(TypeError, ValueError):
                 col = col.astype(want)
-            except (TypeError, ValueError):
-                pass  # keep the values; the model's own validation reports the problem
         out[name] = col
     return pd.DataFrame(out, index=frame.index)
 

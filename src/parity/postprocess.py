@@ -24,7 +24,7 @@ from onnx import TensorProto
 
 from parity.errors import UnsupportedModelError
 from parity.export._builder import GraphBuilder
-from parity.schema import OutputSpec, json_safe
+from parity.schema import Datatype, OutputSpec, json_safe
 
 __all__ = ["ClassLabels", "OutputPlan", "Postprocess", "Threshold", "plan_outputs"]
 
@@ -57,7 +57,7 @@ class ClassLabels:
 Postprocess = Threshold | ClassLabels
 
 
-def _datatype(values: Sequence[Any]) -> str:
+def _datatype(values: Sequence[Any]) -> Datatype:
     if all(isinstance(v, bool | np.bool_) for v in values):
         return "BOOL"
     if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
@@ -84,7 +84,7 @@ class OutputPlan:
     label_output: str = "label"
 
     @property
-    def label_datatype(self) -> str:
+    def label_datatype(self) -> Datatype:
         """Datatype of the label output."""
         return _datatype(self.labels)
 
@@ -106,7 +106,10 @@ class OutputPlan:
         if self.task == "binary":
             specs.append(OutputSpec("probability", "FP64", f"probability of {self.labels[1]!r}"))
         else:
-            specs += [OutputSpec(n, "FP64", f"probability of {lab!r}") for n, lab in zip(self.probability_outputs, self.labels, strict=True)]
+            specs += [
+                OutputSpec(n, "FP64", f"probability of {lab!r}")
+                for n, lab in zip(self.probability_outputs, self.labels, strict=True)
+            ]
         return specs
 
     def compute(self, raw: np.ndarray) -> dict[str, np.ndarray]:
@@ -114,11 +117,9 @@ class OutputPlan:
         raw = np.asarray(raw, dtype=np.float64)
         if self.task == "regression":
             return {"prediction": raw.reshape(-1)}
-        labels = np.array(self.labels, dtype=_NUMPY[self.label_datatype])
-        if self.threshold is not None:
-            idx = (raw[:, 1] >= self.threshold).astype(np.int64)
-        else:
-            idx = np.argmax(raw, axis=1)
+        labels: np.ndarray = np.array(self.labels, dtype=_NUMPY[self.label_datatype])
+        decided = self.threshold is not None
+        idx = (raw[:, 1] >= self.threshold).astype(np.int64) if decided else np.argmax(raw, axis=1)
         out = {self.label_output: labels[idx]}
         if self.task == "binary":
             out["probability"] = raw[:, 1].copy()
@@ -180,7 +181,9 @@ def plan_outputs(classes: Sequence[Any] | None, postprocess: Postprocess | Seque
         if isinstance(step, ClassLabels):
             unknown = [k for k in step.mapping if json_safe(k) not in classes]
             if unknown:
-                raise UnsupportedModelError(f"ClassLabels names classes {unknown} the model does not have; classes: {classes}")
+                raise UnsupportedModelError(
+                    f"ClassLabels names classes {unknown} the model does not have; classes: {classes}"
+                )
             plan.labels = [step.mapping.get(c, c) for c in plan.classes]
             plan.label_output = step.output
         elif isinstance(step, Threshold):
@@ -191,6 +194,8 @@ def plan_outputs(classes: Sequence[Any] | None, postprocess: Postprocess | Seque
             if step.labels is not None:
                 plan.labels = list(step.labels)
         else:
-            raise UnsupportedModelError(f"unknown postprocess step {step!r}; use parity.Threshold or parity.ClassLabels")
+            raise UnsupportedModelError(
+                f"unknown postprocess step {step!r}; use parity.Threshold or parity.ClassLabels"
+            )
     _datatype(plan.labels)
     return plan

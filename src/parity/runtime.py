@@ -39,7 +39,9 @@ class OnnxRuntime(Runtime):
     parallel_rows = 4096
     """Batches at least this large run on a multi-threaded session (when ``threads`` is None)."""
 
-    def __init__(self, model: bytes | str | os.PathLike[str], signature: Signature, *, threads: int | None = None) -> None:
+    def __init__(
+        self, model: bytes | str | os.PathLike[str], signature: Signature, *, threads: int | None = None
+    ) -> None:
         self._source = model if isinstance(model, bytes) else os.fspath(model)
         env = os.environ.get("PARITY_ORT_THREADS")
         self._threads = threads if threads is not None else (int(env) if env else None)

@@ -178,7 +178,7 @@ def _column_spec(name: str, series: pd.Series) -> ColumnSpec:
         else:
             datatype = "FP64"
         return ColumnSpec(name, datatype, nullable, minimum=lo, maximum=hi)
-    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype == object:
+    if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype is np.dtype(object):
         present = series.dropna().to_numpy(dtype=object)
         if not _is_text(present):
             bad = next(v for v in present if not isinstance(v, str))

@@ -8,10 +8,9 @@ from typing import Annotated
 import pyarrow as pa
 import typer
 
-import parity
 from parity.artifact import Artifact
 from parity.cli._batch_io import FORMATS, Batch, BatchWriter, atomic_output, file_format, open_input, output_schema
-from parity.cli._context import check_ref, get_state, resolve_verified
+from parity.cli._context import get_state, load_verified, resolve_verified
 from parity.cli._render import err, out, print_json, render_manifest, render_report, row_progress, warn
 from parity.errors import ParityMismatchError, SchemaError
 from parity.schema import Signature
@@ -66,8 +65,7 @@ def inspect_cmd(
 def verify_cmd(ctx: typer.Context, ref: RefArg, trusted: TrustedOpt = False, json_out: JsonOpt = False) -> None:
     """Load an artifact (checking every sha256) and replay its stored parity sample; exit 3 if it fails."""
     state = get_state(ctx)
-    check_ref(ref)
-    artifact = parity.load(ref, trusted=trusted, registry=state.registry())
+    artifact = load_verified(ref, state.registry(), trusted=trusted)
     report = artifact.verify(raise_on_failure=False)
     if json_out:
         print_json(
@@ -124,8 +122,7 @@ def predict_cmd(
     """
     state = get_state(ctx)
     quiet = quiet or state.quiet
-    check_ref(ref)
-    artifact = parity.load(ref, trusted=trusted, registry=state.registry())
+    artifact = load_verified(ref, state.registry(), trusted=trusted)
     signature = artifact.signature
     source = open_input(input_path, signature, batch_size)
     if source.columns is not None:

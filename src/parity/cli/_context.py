@@ -9,9 +9,10 @@ from typing import Any
 
 import typer
 
+from parity.artifact import Artifact
 from parity.registry import ModelVersion, Registry, parse_ref, verify_artifact_dir
 
-__all__ = ["CliState", "ResolvedArtifact", "check_ref", "get_state", "resolve_verified"]
+__all__ = ["CliState", "ResolvedArtifact", "check_ref", "get_state", "load_verified", "resolve_verified"]
 
 MANIFEST = "manifest.json"
 
@@ -66,3 +67,15 @@ def resolve_verified(ref: str, registry: Registry) -> ResolvedArtifact:
     version = registry.verify(parsed)
     manifest = json.loads((version.path / MANIFEST).read_bytes())
     return ResolvedArtifact(ref=ref, path=version.path, manifest=manifest, version=version, aliases=version.aliases)
+
+
+def load_verified(ref: str, registry: Registry, *, trusted: bool) -> Artifact:
+    """Load ``ref`` with every sha256 checked; a registry version is also checked against its recorded digest."""
+    check_ref(ref)
+    parsed = parse_ref(ref)
+    if parsed.kind == "path":
+        return registry.load(parsed, trusted=trusted)  # load_artifact checks each file against the manifest
+    # Registry.load checks files against the manifest only; verify() also catches a manifest edited to match.
+    # Loading the verified version number (not the ref again) keeps a concurrent alias move from slipping in.
+    version = registry.verify(parsed)
+    return registry.load(f"{version.name}:{version.version}", trusted=trusted)

@@ -53,14 +53,11 @@ class GraphBuilder:
 
     def const(self, value: Any, hint: str = "const", dtype: Any = None) -> str:
         """Add a constant initializer and return its name."""
-        if dtype is not None:
-            arr = np.asarray(value, dtype=dtype)
-        else:
-            arr = np.asarray(value)
+        arr = np.asarray(value, dtype=dtype) if dtype is not None else np.asarray(value)
         if arr.dtype.kind in "OUS":
             arr = np.asarray(arr, dtype=object)
             tensor = helper.make_tensor(
-                self.unique(hint), TensorProto.STRING, arr.shape, [str(v).encode() for v in arr.ravel()]
+                self.unique(hint), TensorProto.STRING, arr.shape, [str(v).encode() for v in arr.ravel()],  # type: ignore[misc]
             )
         else:
             tensor = numpy_helper.from_array(arr, self.unique(hint))
@@ -85,7 +82,9 @@ class GraphBuilder:
         )
         return outs[0]
 
-    def node_multi(self, op: str, inputs: list[str], n_outputs: int, hint: str | None = None, **attrs: Any) -> list[str]:
+    def node_multi(
+        self, op: str, inputs: list[str], n_outputs: int, hint: str | None = None, **attrs: Any
+    ) -> list[str]:
         """Append one node with several outputs and return all output names."""
         outs = [self.unique(f"{hint or op.lower()}_out{i}") for i in range(n_outputs)]
         self.node(op, inputs, hint, outputs=outs, **attrs)

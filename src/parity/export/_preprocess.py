@@ -193,10 +193,10 @@ def _category_matches(b: GraphBuilder, block: Block, j: int, cats: np.ndarray, e
     """Bool ``[N, len(cats)]``: column j equals each fitted category (missing matches a NaN/None category)."""
     col = _slice(b, block, j)
     if block.is_text:
-        values = [MISSING_STRING if _is_nan(c) else c for c in cats]
-        if not all(isinstance(v, str) for v in values):
+        texts = [MISSING_STRING if _is_nan(c) else c for c in cats]
+        if not all(isinstance(v, str) for v in texts):
             raise ExportError(f"{_step_name(est)} mixes text and numbers in its categories", step=_step_name(est))
-        return b.node("Equal", [col, b.const(np.array([values], dtype=object), "cats")], "match")
+        return b.node("Equal", [col, b.const(np.array([texts], dtype=object), "cats")], "match")
     values = np.array([np.nan if _is_nan(c) else float(c) for c in cats], dtype=np.float64)
     match = b.node("Equal", [col, b.const(values.reshape(1, -1), "cats")], "match")
     nan_pos = np.isnan(values)

@@ -1,0 +1,294 @@
+"""The data plane: the one place protocol logic lives; REST and gRPC adapters only translate.
+
+Every adapter calls these methods (names and signatures are a contract with the gRPC adapter):
+
+* ``live()``, ``ready()``, ``server_metadata()``
+* ``model_metadata(name, version=None)``, ``model_ready(name, version=None)``
+* ``await infer(name, version, columns, *, request_id, protocol) -> InferResult``
+* ``await load(name)``, ``await unload(name)``, ``repository_index()``
+
+``version`` is a string (``""`` and None both mean "the default version"). Errors are parity
+exceptions; adapters turn them into transport codes with :func:`parity.server._errors.status_for`.
+``infer`` validates with :func:`parity.codec.encode_columns` (a missing, unknown or mistyped input
+raises :class:`~parity.errors.SchemaError` naming it), batches through the model's
+:class:`~parity.server._batching.Batcher`, counts metrics and queues the rows for the lake.
+Outputs are numpy arrays in the signature's types (BYTES as object arrays of ``str``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import parity
+from parity.artifact import Artifact
+from parity.codec import NUMPY_DTYPES, encode_columns
+from parity.errors import SchemaError
+from parity.lake import LakeWriter
+from parity.registry import Registry
+from parity.server._batching import Batcher
+from parity.server._config import ServerConfig
+from parity.server._errors import ModelNotFound, ModelNotReady, RequestTimeout, status_for
+from parity.server._metrics import UNKNOWN_MODEL, Metrics
+from parity.server._repository import ModelHandle, ModelRepository
+
+__all__ = ["EXTENSIONS", "DataPlane", "InferResult"]
+
+log = logging.getLogger("parity.server")
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "kserve_v1", "metrics", "prediction_lake"]
+
+
+@dataclass
+class InferResult:
+    """Outputs of one inference request, one array per declared output, in signature order."""
+
+    model_name: str
+    model_version: str
+    outputs: dict[str, np.ndarray]
+    request_id: str
+    datatypes: dict[str, str] = field(default_factory=dict)
+    """OIP datatype of each output."""
+
+
+class DataPlane:
+    """Protocol-independent server logic over a model repository."""
+
+    def __init__(
+        self,
+        refs: tuple[str, ...] | list[str] = (),
+        *,
+        registry: Registry | None = None,
+        trusted: bool = False,
+        lake: LakeWriter | None = None,
+        metrics: Metrics | None = None,
+        max_batch_size: int = 64,
+        max_batch_delay_ms: float = 1.0,
+        request_timeout_s: float = 30.0,
+    ) -> None:
+        self.metrics = metrics or Metrics()
+        self.lake = lake
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay_ms = max_batch_delay_ms
+        self.request_timeout_s = request_timeout_s
+        self.repository = ModelRepository(
+            refs,
+            registry=registry or Registry(),
+            trusted=trusted,
+            make_batcher=self._make_batcher,
+            on_reload=self._on_reload,
+        )
+        self._started = False
+        self._stopping = False
+        self._reloader: asyncio.Task[None] | None = None
+        self._metadata_cache: dict[int, dict[str, Any]] = {}
+        self.metrics.bind(
+            lake=(lambda: (lake.written, lake.dropped, lake.queued)) if lake is not None else None,
+            queues=lambda: [(h.name, h.version_str, h.batcher.queue_depth) for h in self.repository.handles()],
+        )
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, *, lake: LakeWriter | None = None) -> DataPlane:
+        """Build a data plane from a server configuration."""
+        return cls(
+            config.refs,
+            registry=Registry(config.registry) if config.registry else Registry(),
+            trusted=config.trusted,
+            lake=lake,
+            max_batch_size=config.max_batch_size,
+            max_batch_delay_ms=config.max_batch_delay_ms,
+            request_timeout_s=config.request_timeout_s,
+        )
+
+    def _make_batcher(self, artifact: Artifact, version: str) -> Batcher:
+        return Batcher(
+            artifact.runtime.predict,
+            max_batch_size=self.max_batch_size,
+            max_batch_delay_ms=self.max_batch_delay_ms,
+            on_batch=self.metrics.observe_batch(artifact.name, version),
+        )
+
+    def _on_reload(self, name: str, ok: bool) -> None:
+        if ok:
+            self.metrics.reloads.labels(name).inc()
+            self._publish_versions()
+        else:
+            self.metrics.reload_failures.labels(name).inc()
+
+    def _publish_versions(self) -> None:
+        for name in self.repository.names():
+            self.metrics.active_version.labels(name).set(self.repository.get(name).version)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, reload_interval_s: float = 0.0) -> None:
+        """Load every configured model; poll the registry for moving refs if an interval is given."""
+        await self.repository.start()
+        self._publish_versions()
+        self._started = True
+        if reload_interval_s > 0 and self.repository.has_dynamic_refs:
+            self._reloader = asyncio.get_running_loop().create_task(
+                self.repository.run_reloader(reload_interval_s), name="parity-reloader"
+            )
+
+    def begin_shutdown(self) -> None:
+        """Report not ready from now on (the process is draining); safe to call from a signal handler."""
+        self._stopping = True
+
+    async def stop(self) -> None:
+        """Stop hot reload and let every accepted request finish."""
+        self._stopping = True
+        if self._reloader is not None:
+            self._reloader.cancel()
+            await asyncio.gather(self._reloader, return_exceptions=True)
+            self._reloader = None
+        await self.repository.close()
+
+    # ------------------------------------------------------------------ health and metadata
+
+    def live(self) -> bool:
+        """True while the process can answer requests."""
+        return True
+
+    def ready(self) -> bool:
+        """True when started, not shutting down, and every configured model is ready."""
+        return self._started and not self._stopping and self.repository.all_ready()
+
+    def server_metadata(self) -> dict[str, Any]:
+        """OIP server metadata."""
+        return {"name": "parity", "version": parity.__version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str, version: str | int | None = None) -> dict[str, Any]:
+        """OIP model metadata: name, served versions, platform, inputs and outputs (shape [-1])."""
+        handle = self.repository.get(name, version)
+        cached = self._metadata_cache.get(id(handle))
+        if cached is None or cached["_handle"] is not handle:
+            sig = handle.signature
+            cached = {
+                "_handle": handle,
+                "platform": handle.platform,
+                "inputs": [
+                    {"name": c.name, "datatype": c.datatype, "shape": [-1], "parameters": {"nullable": c.nullable}}
+                    for c in sig.inputs
+                ],
+                "outputs": [{"name": o.name, "datatype": o.datatype, "shape": [-1]} for o in sig.outputs],
+            }
+            self._metadata_cache[id(handle)] = cached
+        return {
+            "name": handle.name,
+            "versions": self.repository.versions(name),
+            "platform": cached["platform"],
+            "inputs": cached["inputs"],
+            "outputs": cached["outputs"],
+        }
+
+    def model_ready(self, name: str, version: str | int | None = None) -> bool:
+        """True when the model (version) is loaded and takes requests; ModelNotFound if not served."""
+        return self.repository.get(name, version).ready and not self._stopping
+
+    def handle(self, name: str, version: str | int | None = None) -> ModelHandle:
+        """The handle a request for ``name``/``version`` would use (for adapters decoding tensors)."""
+        return self.repository.get(name, version)
+
+    # ------------------------------------------------------------------ inference
+
+    async def infer(
+        self,
+        name: str,
+        version: str | int | None,
+        columns: Mapping[str, Any],
+        *,
+        request_id: str,
+        protocol: str = "rest",
+    ) -> InferResult:
+        """Validate ``columns`` (input name -> list or array), run the model batched, return typed outputs."""
+        start = time.perf_counter()
+        label_model, label_version = UNKNOWN_MODEL, ""
+        try:
+            handle = self.repository.get(name, version)
+            label_model, label_version = handle.name, handle.version_str
+            if not handle.ready:
+                raise ModelNotReady(f"model {name!r} version {handle.version_str} is not ready")
+            extra = [k for k in columns if k not in handle.input_names]
+            if extra:
+                raise SchemaError(
+                    f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",
+                    column=extra[0],
+                )
+            encoded = encode_columns(handle.signature, columns)
+            rows = len(next(iter(encoded.values())))
+            try:
+                async with asyncio.timeout(self.request_timeout_s):
+                    raw = await handle.batcher.submit(encoded, rows)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"inference did not finish within {self.request_timeout_s:g} s; the server is overloaded"
+                ) from None
+            outputs = _typed_outputs(handle, raw)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            status = status_for(exc)
+            code = status.grpc if protocol == "grpc" else str(status.http)
+            if isinstance(exc, ModelNotFound):
+                label_version = ""
+            self.metrics.record(label_model, label_version, protocol, code, None, ok=False)
+            raise
+        elapsed = time.perf_counter() - start
+        self.metrics.record(handle.name, handle.version_str, protocol, "OK" if protocol == "grpc" else "200", elapsed, True)
+        if self.lake is not None:
+            self.lake.write(
+                model=handle.name,
+                version=handle.version,
+                signature=handle.signature,
+                inputs=encoded,
+                outputs=outputs,
+                request_id=request_id,
+                latency_ms=elapsed * 1000.0,
+            )
+        return InferResult(
+            handle.name, handle.version_str, outputs, request_id, {o.name: o.datatype for o in handle.signature.outputs}
+        )
+
+    def record_error(self, name: str, protocol: str, exc: BaseException) -> None:
+        """Count a request that failed in an adapter before reaching :meth:`infer` (e.g. bad JSON)."""
+        try:
+            handle: ModelHandle | None = self.repository.get(name)
+        except ModelNotFound:
+            handle = None
+        status = status_for(exc)
+        code = status.grpc if protocol == "grpc" else str(status.http)
+        self.metrics.record(handle.name if handle else UNKNOWN_MODEL, "", protocol, code, None, ok=False)
+
+    # ------------------------------------------------------------------ repository extension
+
+    async def load(self, name: str) -> None:
+        """Load (or reload) model ``name``; the new version is smoke-checked before it serves."""
+        await self.repository.load(name)
+        self._publish_versions()
+
+    async def unload(self, name: str) -> None:
+        """Stop serving model ``name`` (in-flight requests finish)."""
+        await self.repository.unload(name)
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        """Every known model with ``name``, ``version``, ``state`` (READY/UNAVAILABLE) and ``reason``."""
+        return self.repository.index()
+
+
+def _typed_outputs(handle: ModelHandle, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs in signature order and types (a Python runtime may return other dtypes)."""
+    out: dict[str, np.ndarray] = {}
+    for spec in handle.signature.outputs:
+        values = raw[spec.name]
+        target = NUMPY_DTYPES[spec.datatype]
+        if values.dtype != target:
+            values = values.astype(target)
+        out[spec.name] = values
+    return out

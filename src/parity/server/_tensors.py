@@ -1,0 +1,260 @@
+"""Open Inference Protocol tensors: decode request inputs, encode response outputs (JSON and binary).
+
+One request tensor carries one raw input column: shape ``[N]`` or ``[N, 1]``, the column's
+datatype exactly (``FP64`` column -> ``FP64`` tensor), data either as JSON (flat or nested lists;
+BYTES as strings; ``null`` for a missing value in a nullable column) or, with Triton's binary
+tensor data extension, as raw bytes after the JSON header (``parameters.binary_data_size``):
+little-endian fixed-width values, and BYTES elements as a 4-byte little-endian length followed
+by the UTF-8 bytes. The gRPC ``raw_input_contents`` use the same byte layout, so
+:func:`decode_raw` serves both adapters.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from parity.errors import SchemaError
+from parity.schema import Signature
+from parity.server._errors import BadRequest
+
+__all__ = [
+    "FIXED_DTYPES",
+    "OIP_DATATYPES",
+    "InferRequest",
+    "decode_raw",
+    "encode_outputs",
+    "encode_raw",
+    "parse_infer_request",
+]
+
+FIXED_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype("?"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+OIP_DATATYPES = frozenset([*FIXED_DTYPES, "BYTES", "BF16"])
+_LEN = struct.Struct("<I")
+
+
+@dataclass
+class InferRequest:
+    """A decoded OIP inference request."""
+
+    id: str | None
+    columns: dict[str, Any]
+    outputs: list[tuple[str, bool]] = field(default_factory=list)
+    """Requested outputs as (name, binary); empty means every output."""
+    binary_output: bool = False
+    """Default of ``binary_data`` for outputs not listed (``parameters.binary_data_output``)."""
+
+
+def decode_raw(name: str, datatype: str, raw: bytes | memoryview, count: int) -> np.ndarray | list[str]:
+    """Decode ``count`` elements of one tensor from raw little-endian bytes (binary extension / gRPC)."""
+    if datatype == "BYTES":
+        items: list[str] = []
+        pos, end = 0, len(raw)
+        while pos < end:
+            if pos + 4 > end:
+                raise BadRequest(f"input {name!r}: truncated BYTES element length at byte {pos}", column=name)
+            (length,) = _LEN.unpack_from(raw, pos)
+            pos += 4
+            if pos + length > end:
+                raise BadRequest(
+                    f"input {name!r}: BYTES element {len(items)} declares {length} bytes but only {end - pos} remain",
+                    column=name,
+                )
+            try:
+                items.append(bytes(raw[pos : pos + length]).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise BadRequest(f"input {name!r}: BYTES element {len(items)} is not valid UTF-8", column=name) from None
+            pos += length
+        if len(items) != count:
+            raise BadRequest(f"input {name!r}: binary data holds {len(items)} BYTES elements; shape says {count}", column=name)
+        return items
+    dtype = FIXED_DTYPES.get(datatype)
+    if dtype is None:
+        raise BadRequest(f"input {name!r}: datatype {datatype} cannot be sent as binary data", column=name)
+    if len(raw) != count * dtype.itemsize:
+        raise BadRequest(
+            f"input {name!r}: binary_data_size is {len(raw)} bytes but {count} {datatype} values need "
+            f"{count * dtype.itemsize}",
+            column=name,
+        )
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def encode_raw(values: np.ndarray, datatype: str) -> bytes:
+    """Raw little-endian bytes of one output tensor (BYTES: 4-byte length + UTF-8 per element)."""
+    if datatype == "BYTES":
+        parts: list[bytes] = []
+        for v in values.tolist():
+            b = v.encode("utf-8") if isinstance(v, str) else bytes(v)
+            parts.append(_LEN.pack(len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    return np.ascontiguousarray(values, dtype=FIXED_DTYPES[datatype]).tobytes()
+
+
+def _shape(name: str, shape: Any) -> int:
+    """Row count of a tensor shape, which must be [N] or [N, 1]."""
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers; received {shape!r}", column=name)
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return shape[0]
+    raise SchemaError(f"input {name!r} must have shape [N] or [N, 1] (one column); received {shape}", column=name)
+
+
+def _flatten(name: str, data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise BadRequest(f"input {name!r}: data must be a list; received {type(data).__name__}", column=name)
+    if data and isinstance(data[0], list):
+        flat: list[Any] = []
+        for row in data:
+            if not isinstance(row, list):
+                raise BadRequest(f"input {name!r}: data mixes nested lists and scalars", column=name)
+            flat.extend(row)
+        return flat
+    return data
+
+
+def _params(obj: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"{where}: parameters must be an object")
+    return params
+
+
+def parse_infer_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
+    """Decode an OIP REST inference request (JSON, or JSON header + binary tensors) into columns."""
+    if header_length is None:
+        header, binary = body, memoryview(b"")
+    else:
+        if not 0 < header_length <= len(body):
+            raise BadRequest(
+                f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
+            )
+        view = memoryview(body)
+        header, binary = view[:header_length], view[header_length:]
+    try:
+        req = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON in the request body: {exc}") from None
+    if not isinstance(req, dict):
+        raise BadRequest(f"the request body must be a JSON object; received {type(req).__name__}")
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("the request needs a non-empty 'inputs' list of tensors {name, datatype, shape, data}")
+    known = {c.name: c for c in signature.inputs}
+    columns: dict[str, Any] = {}
+    offset = 0
+    for i, tensor in enumerate(inputs):
+        if not isinstance(tensor, dict):
+            raise BadRequest(f"inputs[{i}] must be an object {{name, datatype, shape, data}}")
+        name = tensor.get("name")
+        if not isinstance(name, str):
+            raise BadRequest(f"inputs[{i}] needs a string 'name'")
+        if name in columns:
+            raise BadRequest(f"input {name!r} is given twice", column=name)
+        spec = known.get(name)
+        if spec is None:
+            raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
+        datatype = tensor.get("datatype")
+        if datatype not in OIP_DATATYPES:
+            raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}", column=name)
+        if datatype != spec.datatype:
+            raise SchemaError(f"input {name!r} expects datatype {spec.datatype}; received {datatype}", column=name)
+        rows = _shape(name, tensor.get("shape"))
+        size = _params(tensor, f"input {name!r}").get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise BadRequest(f"input {name!r}: binary_data_size must be a non-negative integer", column=name)
+            if offset + size > len(binary):
+                raise BadRequest(
+                    f"input {name!r}: binary_data_size {size} exceeds the {len(binary) - offset} binary bytes left",
+                    column=name,
+                )
+            columns[name] = decode_raw(name, datatype, binary[offset : offset + size], rows)
+            offset += size
+        else:
+            if "data" not in tensor:
+                raise BadRequest(f"input {name!r} has neither 'data' nor parameters.binary_data_size", column=name)
+            data = _flatten(name, tensor["data"])
+            if len(data) != rows:
+                raise SchemaError(
+                    f"input {name!r}: shape {tensor['shape']} says {rows} values; data has {len(data)}", column=name
+                )
+            columns[name] = data
+    if offset != len(binary):
+        raise BadRequest(
+            f"binary data: {len(binary)} bytes follow the JSON header but the inputs' binary_data_size add up to {offset}"
+        )
+    return _outputs(req, signature, InferRequest(_request_id(req), columns))
+
+
+def _request_id(req: Mapping[str, Any]) -> str | None:
+    rid = req.get("id")
+    return rid if isinstance(rid, str) and rid else None
+
+
+def _outputs(req: Mapping[str, Any], signature: Signature, out: InferRequest) -> InferRequest:
+    params = _params(req, "request")
+    out.binary_output = bool(params.get("binary_data_output", False))
+    wanted = req.get("outputs")
+    if wanted is None:
+        return out
+    if not isinstance(wanted, list):
+        raise BadRequest("'outputs' must be a list of {name, parameters}")
+    names = set(signature.output_names)
+    for i, tensor in enumerate(wanted):
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise BadRequest(f"outputs[{i}] must be an object with a string 'name'")
+        name = tensor["name"]
+        if name not in names:
+            raise BadRequest(f"unknown output {name!r}; the model returns {signature.output_names}")
+        binary = _params(tensor, f"output {name!r}").get("binary_data", out.binary_output)
+        out.outputs.append((name, bool(binary)))
+    return out
+
+
+def encode_outputs(
+    result_outputs: Mapping[str, np.ndarray],
+    datatypes: Mapping[str, str],
+    requested: Sequence[tuple[str, bool]],
+    header: dict[str, Any],
+) -> tuple[bytes, int | None]:
+    """Serialise outputs into a response body; return it and the JSON header length if binary."""
+    tensors: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, binary in requested:
+        values = result_outputs[name]
+        datatype = datatypes[name]
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(values)]}
+        if binary:
+            raw = encode_raw(values, datatype)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            tensor["data"] = values.tolist()  # NaN -> null in orjson
+        tensors.append(tensor)
+    header["outputs"] = tensors
+    js = orjson.dumps(header)
+    if not blobs:
+        return js, None
+    return b"".join([js, *blobs]), len(js)
