@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -290,27 +289,23 @@ def test_verify_detects_manifest_rewritten_to_match(reg: Registry, tmp_path: Pat
         reg.verify("churn:1")
 
 
-def test_load_verifies_then_calls_load_artifact(reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[tuple[Path, bool]] = []
+def test_load_returns_verified_artifact_with_version(reg: Registry, tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
 
-    def load_artifact(path: Path, *, trusted: bool = False) -> str:
-        calls.append((Path(path), trusted))
-        return "loaded"
+    import parity
 
-    # Stand-in for the real module, so this test does not depend on parity.artifact's state.
-    fake = types.ModuleType("parity.artifact")
-    fake.load_artifact = load_artifact  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "parity.artifact", fake)
-    src = make_artifact(tmp_path / "a")
+    frame = pd.DataFrame({"x": np.arange(40, dtype=float)})
+    model = LogisticRegression().fit(frame, (frame["x"] > 20).astype(int))
+    src = parity.package(model, frame, name="churn").save(tmp_path / "a")
     v = reg.push(src)
-
-    assert reg.load("churn") == "loaded"
-    assert reg.load(src, trusted=True) == "loaded"
-    assert calls == [(v.path, False), (src, True)]
+    loaded = reg.load("churn")
+    assert loaded.version == v.version == 1
+    assert reg.load(src).version is None
     rewrite(v.path / "model.onnx", b"evil")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError, match=r"model\.onnx"):
         reg.load("churn")
-    assert len(calls) == 2
 
 
 def test_verify_artifact_dir_returns_manifest(tmp_path: Path) -> None:

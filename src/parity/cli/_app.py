@@ -45,7 +45,7 @@ class ParityGroup(TyperGroup):
 app = typer.Typer(
     name="parity",
     cls=ParityGroup,
-    help="Inspect, verify, serve and score parity model artifacts, and manage the model registry.",
+    help="Inspect, verify and score parity model artifacts, and manage the model registry.",
     epilog=epilog(),
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
