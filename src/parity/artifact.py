@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from parity._io import canonical_json, sha256_bytes, sha256_file
+from parity._io import canonical_json, sha256_bytes
 from parity.checks import ParityReport, edge_cases, predict_with, run_parity_check
 from parity.codec import decode_outputs, encode_frame
 from parity.env import environment, lineage, model_packages
@@ -422,14 +422,3 @@ def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Art
     artifact = Artifact(manifest, files, runtime)
     artifact.path = root
     return artifact
-
-
-def verify_files(path: str | os.PathLike[str]) -> None:
-    """Check every file of an artifact directory against its manifest without loading the model."""
-    root = Path(path)
-    manifest = json.loads((root / MANIFEST).read_text())
-    for name, meta in manifest["files"].items():
-        if not (root / name).is_file():
-            raise IntegrityError(f"{root}: file {name!r} listed in the manifest is missing")
-        if sha256_file(root / name) != meta["sha256"]:
-            raise IntegrityError(f"{root}: file {name!r} was modified (sha256 differs from the manifest)")

@@ -17,7 +17,15 @@ import pandas as pd
 from parity.errors import SchemaError
 from parity.schema import MISSING_STRING, ColumnSpec, Signature
 
-__all__ = ["NUMPY_DTYPES", "decode_outputs", "encode_columns", "encode_frame", "frame_from_columns"]
+__all__ = [
+    "NUMPY_DTYPES",
+    "decode_outputs",
+    "encode_column",
+    "encode_columns",
+    "encode_frame",
+    "frame_from_columns",
+    "records_to_columns",
+]
 
 NUMPY_DTYPES: dict[str, Any] = {
     "FP64": np.float64,

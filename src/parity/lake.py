@@ -112,7 +112,8 @@ def _arrow_column(values: np.ndarray, datatype: str) -> pa.Array:
         obj = values.astype(object, copy=False)
         missing = obj == MISSING_STRING
         if missing.any():
-            obj = np.where(missing, None, obj)
+            obj = obj.copy()
+            obj[missing] = None
         return pa.array(obj, type=pa.string())
     return pa.array(values, type=_ARROW_TYPES[datatype], from_pandas=True)
 

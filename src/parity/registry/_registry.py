@@ -430,7 +430,9 @@ class Registry:
         if parsed.kind == "path":
             # load_artifact verifies every file's sha256 itself.
             return load_artifact(self._artifact_dir(parsed), trusted=trusted)
-        version = self.get(parsed)
+        # verify() checks the stored files against the digest recorded at push time, which also
+        # catches a file edited together with its manifest entry; load_artifact re-checks sha256s.
+        version = self.verify(parsed)
         artifact = load_artifact(version.path, trusted=trusted)
         artifact.version = version.version
         return artifact

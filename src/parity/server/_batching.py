@@ -194,9 +194,7 @@ class Batcher:
             start = end
 
 
-def _settle(
-    item: _Item, *, out: dict[str, np.ndarray] | None = None, exc: BaseException | None = None
-) -> None:
+def _settle(item: _Item, *, out: dict[str, np.ndarray] | None = None, exc: BaseException | None = None) -> None:
     if item.future.done():
         return
     if exc is not None:

@@ -241,7 +241,9 @@ class DataPlane:
             self.metrics.record(label_model, label_version, protocol, code, None, ok=False)
             raise
         elapsed = time.perf_counter() - start
-        self.metrics.record(handle.name, handle.version_str, protocol, "OK" if protocol == "grpc" else "200", elapsed, True)
+        self.metrics.record(
+            handle.name, handle.version_str, protocol, "OK" if protocol == "grpc" else "200", elapsed, True
+        )
         if self.lake is not None:
             self.lake.write(
                 model=handle.name,

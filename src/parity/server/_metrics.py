@@ -39,9 +39,7 @@ class _Callbacks(Collector):
             "parity_lake_rows_dropped", "Rows the prediction lake dropped (queue full or write failed).", value=dropped
         )
         yield GaugeMetricFamily("parity_lake_rows_queued", "Rows waiting for the next lake flush.", value=queued)
-        depth = GaugeMetricFamily(
-            "parity_queue_depth", "Requests waiting for a batch.", labels=["model", "version"]
-        )
+        depth = GaugeMetricFamily("parity_queue_depth", "Requests waiting for a batch.", labels=["model", "version"])
         for model, version, n in self.queues() if self.queues is not None else []:
             depth.add_metric([model, version], n)
         yield depth
@@ -57,7 +55,10 @@ class Metrics:
             "parity_requests", "Inference requests.", ["model", "version", "protocol", "status"], registry=r
         )
         self.errors = Counter(
-            "parity_request_errors", "Failed inference requests.", ["model", "version", "protocol", "status"], registry=r
+            "parity_request_errors",
+            "Failed inference requests.",
+            ["model", "version", "protocol", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "parity_request_latency_seconds",

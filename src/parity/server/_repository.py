@@ -231,7 +231,9 @@ class ModelRepository:
                 except Exception as exc:  # any failure keeps the old version serving
                     slot.failed_version = version
                     slot.last_error = str(exc)
-                    log.error("hot reload of %s to version %s refused, still serving %s: %s", slot.ref, version, old, exc)
+                    log.error(
+                        "hot reload of %s to version %s refused, still serving %s: %s", slot.ref, version, old, exc
+                    )
                     if self._on_reload is not None:
                         self._on_reload(slot.name or str(slot.parsed.name), False)
                     continue

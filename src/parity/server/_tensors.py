@@ -81,10 +81,14 @@ def decode_raw(name: str, datatype: str, raw: bytes | memoryview, count: int) ->
             try:
                 items.append(bytes(raw[pos : pos + length]).decode("utf-8"))
             except UnicodeDecodeError:
-                raise BadRequest(f"input {name!r}: BYTES element {len(items)} is not valid UTF-8", column=name) from None
+                raise BadRequest(
+                    f"input {name!r}: BYTES element {len(items)} is not valid UTF-8", column=name
+                ) from None
             pos += length
         if len(items) != count:
-            raise BadRequest(f"input {name!r}: binary data holds {len(items)} BYTES elements; shape says {count}", column=name)
+            raise BadRequest(
+                f"input {name!r}: binary data holds {len(items)} BYTES elements; shape says {count}", column=name
+            )
         return items
     dtype = FIXED_DTYPES.get(datatype)
     if dtype is None:
@@ -113,7 +117,9 @@ def encode_raw(values: np.ndarray, datatype: str) -> bytes:
 def _shape(name: str, shape: Any) -> int:
     """Row count of a tensor shape, which must be [N] or [N, 1]."""
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadRequest(f"input {name!r}: shape must be a list of non-negative integers; received {shape!r}", column=name)
+        raise BadRequest(
+            f"input {name!r}: shape must be a list of non-negative integers; received {shape!r}", column=name
+        )
     if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
         return shape[0]
     raise SchemaError(f"input {name!r} must have shape [N] or [N, 1] (one column); received {shape}", column=name)
@@ -147,9 +153,7 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
         header, binary = body, memoryview(b"")
     else:
         if not 0 < header_length <= len(body):
-            raise BadRequest(
-                f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
-            )
+            raise BadRequest(f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes")
         view = memoryview(body)
         header, binary = view[:header_length], view[header_length:]
     try:

@@ -1,0 +1,62 @@
+"""The model server: Open Inference Protocol V2 REST (+ gRPC via the adapter), KServe V1, hot reload, lake.
+
+Modules, one job each::
+
+    _errors      server errors + the one table of HTTP / gRPC codes (status_for)
+    _dataplane   DataPlane: protocol logic shared by REST and gRPC
+    _repository  loaded model versions, hot reload, load/unload
+    _batching    adaptive batching per model version
+    _tensors     OIP tensors: JSON and binary (Triton extension) encode/decode
+    _rest        Starlette routes
+    _openapi     the OpenAPI document
+    _metrics     Prometheus metrics
+    _logging     JSON logs with request ids
+    _config      ServerConfig
+    _app         create_app / serve (uvicorn, workers, gRPC hook, graceful shutdown)
+    cli          the typer ``serve`` command
+"""
+
+from __future__ import annotations
+
+from parity.server._config import ServerConfig
+from parity.server._dataplane import DataPlane, InferResult
+from parity.server._errors import (
+    BadRequest,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServerError,
+    Unauthorized,
+    status_for,
+)
+
+__all__ = [
+    "BadRequest",
+    "DataPlane",
+    "InferResult",
+    "ModelNotFound",
+    "ModelNotReady",
+    "PayloadTooLarge",
+    "RequestTimeout",
+    "ServerConfig",
+    "ServerError",
+    "Unauthorized",
+    "create_app",
+    "serve",
+    "status_for",
+]
+
+
+def create_app(config: ServerConfig):  # type: ignore[no-untyped-def]
+    """Build the ASGI app (lazy import: uvicorn and starlette load only when serving)."""
+    from parity.server._app import create_app as build
+
+    return build(config)
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the server until SIGTERM (lazy import of uvicorn)."""
+    from parity.server._app import serve as run
+
+    run(config)

@@ -1,0 +1,161 @@
+"""Assemble and run the server: DataPlane + lake + REST app (+ gRPC adapter) under uvicorn.
+
+``serve(config)`` runs uvicorn with uvloop and httptools, access log off, bounded concurrency
+and a graceful shutdown: on SIGTERM it stops accepting connections, reports not ready, lets
+in-flight requests finish, stops gRPC, drains the batchers, flushes the prediction lake and
+exits 0. ``--workers N`` runs N processes sharing one listening socket (uvicorn's supervisor);
+each process has its own DataPlane, metrics and lake files (names are unique per file).
+
+gRPC: if ``config.grpc_port`` is set, ``parity.server._grpc.start_grpc(dataplane, config)`` is
+called inside the running event loop after the models loaded. It may be sync or async and may
+return an object with a ``stop(grace)`` method (sync or async), called on shutdown. If the
+module does not exist, gRPC is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from parity.lake import LakeWriter
+from parity.server._config import ENV_CONFIG, ServerConfig
+from parity.server._dataplane import DataPlane
+from parity.server._logging import configure_logging
+from parity.server._rest import RestSettings, build_rest_app
+
+__all__ = ["app_from_env", "create_app", "serve"]
+
+log = logging.getLogger("parity.server")
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _start_grpc(dataplane: DataPlane, config: ServerConfig) -> Any:
+    if not config.grpc_port:
+        return None
+    try:
+        module = importlib.import_module("parity.server._grpc")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("parity.server._grpc", "grpc"):
+            raise
+        log.warning("gRPC adapter not available (%s); serving REST only", exc)
+        return None
+    server = await _maybe_await(module.start_grpc(dataplane, config))
+    log.info("gRPC listening on %s:%s", config.host, config.grpc_port)
+    return server
+
+
+async def _stop_grpc(server: Any, grace: float) -> None:
+    if server is None or not hasattr(server, "stop"):
+        return
+    try:
+        await _maybe_await(server.stop(grace))
+    except Exception:
+        log.exception("stopping the gRPC server failed")
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
+    lake = LakeWriter(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
+    dataplane = DataPlane.from_config(config, lake=lake)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        grpc_server = None
+        try:
+            await dataplane.start(config.reload_interval_s)
+            grpc_server = await _start_grpc(dataplane, config)
+            log.info(
+                "ready: models %s, REST on %s:%s", dataplane.repository.names(), config.host, config.port,
+                extra={"lake": config.lake, "max_batch_size": config.max_batch_size, "workers": config.workers},
+            )  # fmt: skip
+            yield
+        finally:
+            dataplane.begin_shutdown()
+            await _stop_grpc(grpc_server, min(config.graceful_timeout_s, 10.0))
+            await dataplane.stop()
+            if lake is not None:
+                await asyncio.to_thread(lake.close)
+                log.info("prediction lake closed: %d row(s) written, %d dropped", lake.written, lake.dropped)
+
+    settings = RestSettings(
+        token=config.token, max_request_bytes=config.max_request_bytes, request_timeout_s=config.request_timeout_s
+    )
+    app = build_rest_app(dataplane, settings, lifespan=lifespan)
+    app.state.dataplane = dataplane
+    app.state.lake = lake
+    app.state.config = config
+    return app
+
+
+def app_from_env() -> Starlette:
+    """App factory for worker processes: the config travels in $PARITY_SERVER_CONFIG."""
+    config = ServerConfig.from_json(os.environ[ENV_CONFIG])
+    configure_logging(config.log_level)
+    return create_app(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that reports not-ready as soon as a shutdown signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, dataplane: DataPlane) -> None:
+        super().__init__(config)
+        self._dataplane = dataplane
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Start draining, then let uvicorn shut down gracefully."""
+        self._dataplane.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
+    return {
+        "host": config.host,
+        "port": config.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": config.access_log,
+        "log_config": None,
+        "log_level": config.log_level,
+        "limit_concurrency": config.limit_concurrency,
+        "backlog": 2048,
+        "timeout_keep_alive": 30,
+        "timeout_graceful_shutdown": config.graceful_timeout_s,
+        "ssl_certfile": config.tls_cert,
+        "ssl_keyfile": config.tls_key,
+        "server_header": False,
+    }
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the server until SIGTERM/SIGINT (blocking)."""
+    configure_logging(config.log_level)
+    if not config.refs:
+        raise ValueError("nothing to serve: pass at least one model reference (path, name, name:N or name@alias)")
+    options = _uvicorn_options(config)
+    if config.workers > 1:
+        os.environ[ENV_CONFIG] = config.to_json()
+        uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
+        return
+    app = create_app(config)
+    server = _Server(uvicorn.Config(app, **options), app.state.dataplane)
+    # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
+    # into a normal return, so a graceful SIGTERM exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server.run()
+    if not server.started:
+        raise SystemExit(3)

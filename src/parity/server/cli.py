@@ -1,0 +1,78 @@
+"""``parity serve``: the typer command function (the CLI app registers it with ``app.command("serve")(serve)``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
+from parity.server._config import DEFAULT_LAKE, ServerConfig
+
+__all__ = ["serve"]
+
+
+def serve(
+    refs: Annotated[list[str], typer.Argument(help="Models to serve: artifact path, name, name:N or name@alias.")],
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="REST port.")] = 8080,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0 disables gRPC).")] = 8081,
+    lake: Annotated[
+        str, typer.Option("--lake", help="Prediction lake directory ('' or 'none' disables it).")
+    ] = DEFAULT_LAKE,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes sharing the port.")] = 1,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="PARITY_TOKEN", help="Require 'Authorization: Bearer <token>' (not on health probes)."
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=1, help="Rows per merged batch (1 disables batching).")
+    ] = DEFAULT_MAX_BATCH_SIZE,
+    max_batch_delay_ms: Annotated[
+        float, typer.Option("--max-batch-delay-ms", min=0.0, help="Longest wait for a batch to fill.")
+    ] = DEFAULT_MAX_BATCH_DELAY_MS,
+    max_request_bytes: Annotated[
+        int, typer.Option("--max-request-bytes", min=1, help="Largest request body (413 above).")
+    ] = 32 * 1024 * 1024,
+    request_timeout: Annotated[
+        float, typer.Option("--request-timeout", min=0.001, help="Seconds before a request fails with 504.")
+    ] = 30.0,
+    reload_interval: Annotated[
+        float, typer.Option("--reload-interval", min=0.0, help="Seconds between registry polls (0: no hot reload).")
+    ] = 5.0,
+    registry: Annotated[
+        str | None, typer.Option("--registry", help="Registry root (default $PARITY_HOME or ./.parity).")
+    ] = None,
+    trusted: Annotated[bool, typer.Option("--trusted", help="Allow non-portable (pickled) artifacts.")] = False,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve models over REST (Open Inference Protocol V2, KServe V1) and gRPC."""
+    from parity.server._app import serve as run
+
+    try:
+        config = ServerConfig(
+            refs=tuple(refs),
+            host=host,
+            port=port,
+            grpc_port=grpc_port or None,
+            lake=None if lake.strip().lower() in ("", "none", "off") else lake,
+            workers=workers,
+            token=token,
+            max_batch_size=max_batch_size,
+            max_batch_delay_ms=max_batch_delay_ms,
+            max_request_bytes=max_request_bytes,
+            request_timeout_s=request_timeout,
+            reload_interval_s=reload_interval,
+            registry=registry,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            trusted=trusted,
+            log_level=log_level,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    run(config)
