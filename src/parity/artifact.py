@@ -73,6 +73,7 @@ class Artifact:
         self.unseen_counts: dict[str, int] = {}
         self._categories = {c.name: frozenset(c.categories) for c in self.signature.inputs if c.categories is not None}
         self._input_names = set(self.signature.input_names)
+        self._output_columns = pd.Index(self.signature.output_names)
         self._reported_extra: set[str] = set()
         self.path: Path | None = None
         self.version: int | None = None
@@ -132,7 +133,8 @@ class Artifact:
         encoded = encode_frame(self.signature, data)
         self._report_extra(data.columns)
         self._count_unseen(encoded)
-        return decode_outputs(self.signature, self.runtime.predict(encoded), index=data.index)
+        outputs = self.runtime.predict(encoded)
+        return decode_outputs(self.signature, outputs, index=data.index, columns=self._output_columns)
 
     def _report_extra(self, columns: Sequence[Any]) -> None:
         extra = [c for c in columns if c not in self._input_names and c not in self._reported_extra]

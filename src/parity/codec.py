@@ -264,7 +264,10 @@ def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) 
 
 
 def decode_outputs(
-    signature: Signature, outputs: Mapping[str, np.ndarray], index: pd.Index | None = None
+    signature: Signature,
+    outputs: Mapping[str, np.ndarray],
+    index: pd.Index | None = None,
+    columns: pd.Index | None = None,
 ) -> pd.DataFrame:
     """Return the outputs as a DataFrame with one column per declared output, in order."""
     names = signature.output_names
@@ -273,7 +276,9 @@ def decode_outputs(
         index = pd.RangeIndex(len(arrays[0]))
     try:
         # The public constructor re-infers every column (~60 us for two); this skips that.
-        return pd.DataFrame._from_arrays(arrays, columns=pd.Index(names), index=index, verify_integrity=False)
+        # Callers on a hot path pass a prebuilt ``columns`` Index: building one costs ~18 us.
+        cols = columns if columns is not None else pd.Index(names)
+        return pd.DataFrame._from_arrays(arrays, columns=cols, index=index, verify_integrity=False)
     except (AttributeError, TypeError):
         return pd.DataFrame(dict(zip(names, arrays, strict=True)), index=index)
 

@@ -241,9 +241,8 @@ class DataPlane:
             self.metrics.record(label_model, label_version, protocol, code, None, ok=False)
             raise
         elapsed = time.perf_counter() - start
-        self.metrics.record(
-            handle.name, handle.version_str, protocol, "OK" if protocol == "grpc" else "200", elapsed, True
-        )
+        ok_code = "OK" if protocol == "grpc" else "200"
+        self.metrics.record(handle.name, handle.version_str, protocol, ok_code, elapsed, ok=True)
         if self.lake is not None:
             self.lake.write(
                 model=handle.name,
@@ -266,7 +265,8 @@ class DataPlane:
             handle = None
         status = status_for(exc)
         code = status.grpc if protocol == "grpc" else str(status.http)
-        self.metrics.record(handle.name if handle else UNKNOWN_MODEL, "", protocol, code, None, ok=False)
+        model, version = (handle.name, handle.version_str) if handle else (UNKNOWN_MODEL, "")
+        self.metrics.record(model, version, protocol, code, None, ok=False)
 
     # ------------------------------------------------------------------ repository extension
 

@@ -149,6 +149,7 @@ def _params(obj: Mapping[str, Any], where: str) -> Mapping[str, Any]:
 
 def parse_infer_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
     """Decode an OIP REST inference request (JSON, or JSON header + binary tensors) into columns."""
+    header: bytes | memoryview
     if header_length is None:
         header, binary = body, memoryview(b"")
     else:
@@ -207,7 +208,8 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
             columns[name] = data
     if offset != len(binary):
         raise BadRequest(
-            f"binary data: {len(binary)} bytes follow the JSON header but the inputs' binary_data_size add up to {offset}"
+            f"binary data: {len(binary)} bytes follow the JSON header, "
+            f"but the inputs' binary_data_size add up to {offset}"
         )
     return _outputs(req, signature, InferRequest(_request_id(req), columns))
 

@@ -1,0 +1,184 @@
+"""Fixtures of the server tests: a small packaged pipeline in a registry, and real server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+import parity
+from parity.registry import Registry
+
+
+@dataclass
+class ModelEnv:
+    """A packaged model pushed into a registry as churn:1 with alias production."""
+
+    artifact: parity.Artifact
+    frame: pd.DataFrame
+    registry_root: Path
+    artifact_dir: Path
+    pipeline: object
+
+
+def make_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Raw inputs: two numeric columns (age with NaN) and one string column with None."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, n),
+            "income": rng.normal(50, 20, n),
+            "plan": rng.choice(["basic", "pro", "max"], n).astype(object),
+        }
+    )
+    frame.loc[rng.choice(n, 20, replace=False), "age"] = np.nan
+    frame.loc[rng.choice(n, 20, replace=False), "plan"] = None
+    return frame
+
+
+def fit_pipeline(frame: pd.DataFrame, flip: bool = False) -> object:
+    """ColumnTransformer(imputer+scaler, imputer+one-hot) + LogisticRegression."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    target = ((frame["income"] > 50) ^ (frame["plan"] == "pro")).astype(int)
+    if flip:
+        target = 1 - target
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["age", "income"]),
+            (
+                "cat",
+                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                ["plan"],
+            ),
+        ]
+    )
+    return make_pipeline(pre, LogisticRegression()).fit(frame, target)
+
+
+def package(pipeline: object, frame: pd.DataFrame) -> parity.Artifact:
+    """Package with a 0.6 threshold and string labels."""
+    return parity.package(pipeline, frame, name="churn", postprocess=parity.Threshold(0.6, labels=("no", "yes")))
+
+
+@pytest.fixture(scope="session")
+def model_env(tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
+    root = tmp_path_factory.mktemp("model")
+    frame = make_frame()
+    pipeline = fit_pipeline(frame)
+    artifact = package(pipeline, frame)
+    artifact_dir = artifact.save(root / "churn-artifact")
+    registry = Registry(root / "home")
+    version = registry.push(artifact_dir)
+    registry.set_alias("churn", "production", version.version)
+    return ModelEnv(artifact, frame, root / "home", artifact_dir, pipeline)
+
+
+def free_port() -> int:
+    """A TCP port free right now on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``python -m parity.server`` in a subprocess, with its log in a file."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        cmd = [sys.executable, "-m", "parity.server", *args, "--port", str(self.port), "--grpc-port", "0"]
+        full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll /v2/health/ready until 200 (fail with the server log if it dies or times out)."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                try:
+                    if client.get(self.url + "/v2/health/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """Everything the server wrote so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return int(self.proc.returncode)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
+    """Factory starting servers that are all stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    class _Factory(ServerProcess):
+        def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+            super().__init__(args, tmp_path / f"server-{len(started)}.log", env)
+            started.append(self)
+
+    yield _Factory
+    for server in started:
+        server.terminate()
+
+
+@pytest.fixture(scope="module")
+def server(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The shared server: churn@production, lake on, 1 MiB request limit, 3 s request timeout."""
+    root = tmp_path_factory.mktemp("server")
+    proc = ServerProcess(
+        [
+            "churn@production",
+            "--registry",
+            str(model_env.registry_root),
+            "--lake",
+            str(root / "lake"),
+            "--max-request-bytes",
+            str(1024 * 1024),
+            "--request-timeout",
+            "3",
+            "--reload-interval",
+            "0",
+        ],
+        root / "server.log",
+    )
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.terminate()
