@@ -36,6 +36,7 @@ from parity.errors import (
     ArtifactError,
     ExportError,
     IntegrityError,
+    MissingDependencyError,
     SchemaError,
     UntrustedArtifactError,
 )
@@ -220,12 +221,20 @@ def _serialize_python(model: Any) -> tuple[str, bytes]:
         raise ExportError(f"the model can neither be exported to ONNX nor serialised ({exc})") from exc
 
 
-def _deserialize_python(name: str, data: bytes) -> Any:
-    if name == SKOPS_FILE:
-        import skops.io as sio
+_EXTRAS = {"xgboost": "xgboost", "lightgbm": "lightgbm"}
 
-        return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
-    return pickle.loads(data)
+
+def _deserialize_python(name: str, data: bytes) -> Any:
+    try:
+        if name == SKOPS_FILE:
+            import skops.io as sio
+
+            return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        return pickle.loads(data)  # only reached after trusted=True
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        hint = f"pip install 'parity[{_EXTRAS[root]}]'" if root in _EXTRAS else f"pip install {root}"
+        raise MissingDependencyError(f"this model needs the package {root!r}, which is not installed; {hint}") from exc
 
 
 def _sample_frame(cases: Mapping[str, pd.DataFrame], expected: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
