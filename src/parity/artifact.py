@@ -75,6 +75,7 @@ class Artifact:
         self._categories = {c.name: frozenset(c.categories) for c in self.signature.inputs if c.categories is not None}
         self._input_names = set(self.signature.input_names)
         self._output_columns = pd.Index(self.signature.output_names)
+        self._checked_columns: object = None
         self._reported_extra: set[str] = set()
         self.path: Path | None = None
         self.version: int | None = None
@@ -138,6 +139,12 @@ class Artifact:
         return decode_outputs(self.signature, outputs, index=data.index, columns=self._output_columns)
 
     def _report_extra(self, columns: Sequence[Any]) -> None:
+        if columns is self._checked_columns:
+            return
+        names = list(columns)
+        if len(names) <= len(self._input_names) and self._input_names.issuperset(names):
+            self._checked_columns = columns  # frames sliced from one source share this Index
+            return
         extra = [c for c in columns if c not in self._input_names and c not in self._reported_extra]
         if extra:
             self._reported_extra.update(extra)

@@ -181,7 +181,7 @@ BAD_JSON: dict[str, tuple[Any, str]] = {
     "shape vs data": ({"inputs": tensors(ONE, age={"shape": [2]})}, "age"),
     "bad shape type": ({"inputs": tensors(ONE, age={"shape": "1"})}, "age"),
     "null in non-nullable": ({"inputs": tensors(ONE, income={"data": [None]})}, "income"),
-    "rows differ": ({"inputs": tensors(ONE, age={"shape": [2], "data": [1.0, 2.0]})}, "age"),
+    "rows differ": ({"inputs": tensors(ONE, age={"shape": [2], "data": [1.0, 2.0]})}, "like the other columns"),
     "no data": ({"inputs": [*tensors(ONE)[1:], {"name": "age", "datatype": "FP64", "shape": [1]}]}, "age"),
     "duplicate input": ({"inputs": [*tensors(ONE), tensors(ONE)[0]]}, "age"),
     "no inputs": ({"inputs": []}, "inputs"),

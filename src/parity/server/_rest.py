@@ -30,7 +30,7 @@ from parity.server._dataplane import DataPlane
 from parity.server._errors import BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized, status_for
 from parity.server._logging import request_id_var
 from parity.server._openapi import openapi_document
-from parity.server._tensors import InferRequest, encode_outputs, parse_infer_request
+from parity.server._tensors import InferRequest, encode_outputs, loads_json, parse_infer_request
 
 __all__ = ["HEADER_LENGTH", "RestSettings", "build_rest_app"]
 
@@ -179,10 +179,7 @@ def build_rest_app(
     async def decode_v1(request: Request, name: str) -> dict[str, list[Any]]:
         handle = dp.handle(name)
         body = await read_body(request, limit)
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"malformed JSON in the request body: {exc}") from None
+        payload = loads_json(body)
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             raise BadRequest('the request body must be {"instances": [{column: value, ...}, ...]}')
@@ -220,10 +217,7 @@ def build_rest_app(
         body = await read_body(request, limit)
         ready_only = False
         if body.strip():
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(f"malformed JSON in the request body: {exc}") from None
+            payload = loads_json(body)
             ready_only = isinstance(payload, dict) and bool(payload.get("ready", False))
         index = dp.repository_index()
         if ready_only:

@@ -11,6 +11,7 @@ by the UTF-8 bytes. The gRPC ``raw_input_contents`` use the same byte layout, so
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ __all__ = [
     "decode_raw",
     "encode_outputs",
     "encode_raw",
+    "loads_json",
     "parse_infer_request",
 ]
 
@@ -147,6 +149,18 @@ def _params(obj: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     return params
 
 
+def loads_json(data: bytes | memoryview) -> Any:
+    """Parse JSON with orjson, accepting NaN/Infinity tokens too (json.dumps and tritonclient send them)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:
+        return json.loads(bytes(data))
+    except (ValueError, RecursionError):
+        raise BadRequest(f"malformed JSON in the request body: {error}") from None
+
+
 def parse_infer_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
     """Decode an OIP REST inference request (JSON, or JSON header + binary tensors) into columns."""
     header: bytes | memoryview
@@ -157,10 +171,7 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
             raise BadRequest(f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes")
         view = memoryview(body)
         header, binary = view[:header_length], view[header_length:]
-    try:
-        req = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON in the request body: {exc}") from None
+    req = loads_json(header)
     if not isinstance(req, dict):
         raise BadRequest(f"the request body must be a JSON object; received {type(req).__name__}")
     inputs = req.get("inputs")
