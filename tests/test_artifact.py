@@ -47,6 +47,16 @@ def test_round_trip_predicts_identically(gbm: tuple[Any, parity.Artifact], saved
     assert report.passed and report.rows_checked > 0
 
 
+def test_reference_profiles(gbm: tuple[Any, parity.Artifact], data: pd.DataFrame) -> None:
+    art = gbm[1]
+    inputs = art.profile
+    assert inputs.rows == len(data)
+    assert inputs.columns["tenure"].nulls == int(data["tenure"].isna().sum())
+    assert inputs.columns["region"].nulls == int(data["region"].isna().sum())
+    outputs = art.output_profile
+    assert set(outputs.columns) == {"label", "probability"}
+
+
 def test_predict_keeps_index_and_ignores_extra_columns(saved: Path, data: pd.DataFrame) -> None:
     loaded = parity.load(saved)
     frame = data.head(5).set_index(pd.Index([10, 11, 12, 13, 14])).assign(extra=1)

@@ -112,8 +112,13 @@ class Artifact:
 
     @property
     def profile(self) -> Profile:
-        """Reference profile of the training inputs and the outputs."""
-        return Profile.from_dict(json.loads(self._files[PROFILE_FILE]))
+        """Reference profile of the raw training inputs."""
+        return Profile.from_dict(json.loads(self._files[PROFILE_FILE])["inputs"])
+
+    @property
+    def output_profile(self) -> Profile:
+        """Reference profile of the model's outputs on the parity sample."""
+        return Profile.from_dict(json.loads(self._files[PROFILE_FILE])["outputs"])
 
     def file_bytes(self, name: str) -> bytes:
         """Content of one artifact file (e.g. ``model.onnx``)."""
