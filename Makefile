@@ -10,7 +10,7 @@ NODE_DIR := clients/node
 export ONNXRUNTIME_NODE_INSTALL := skip
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup node-deps lint test demo clean bench
+.PHONY: setup node-deps system-deps lint test demo clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,12 +27,19 @@ node-deps:
 	  fi; \
 	else echo "npm or $(NODE_DIR)/package-lock.json missing: the Node client test will fail" >&2; fi
 
+# Headless Chromium renders the skew HTML report in the tests (Debian package; needs root or sudo).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
 lint: setup
 	$(VENV)/bin/ruff check src tests examples benchmarks
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
-test: setup node-deps lint
+test: setup node-deps system-deps lint
 	$(PY) -m pytest -q
 
 demo: setup node-deps

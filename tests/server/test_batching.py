@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -110,3 +111,21 @@ def test_cancelled_request_is_skipped() -> None:
 
     asyncio.run(main())
     assert 99.0 not in model.seen
+
+
+def test_inline_limit_adapts_to_model_speed() -> None:
+    def slow(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(0.003)
+        return {"y": columns["x"]}
+
+    async def main() -> tuple[int, int]:
+        slow_b = Batcher(slow, max_batch_size=1, inline_max_rows=64, inline_budget_ms=1)
+        fast_b = Batcher(Model(), max_batch_size=1, inline_max_rows=1, inline_budget_ms=1000)
+        for i in range(10):
+            await slow_b.submit(_cols(i), 1)
+            await fast_b.submit(_cols(i), 1)
+        return slow_b.inline_max_rows, fast_b.inline_max_rows
+
+    slow_limit, fast_limit = asyncio.run(main())
+    assert slow_limit == 0  # a slow model runs in threads: the event loop stays responsive
+    assert fast_limit == 4  # grows while runs of about the limit's size stay well under budget

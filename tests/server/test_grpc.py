@@ -116,9 +116,21 @@ def secure_server(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory)
     tls = None
     if shutil.which("openssl"):
         cert, key = root / "cert.pem", root / "key.pem"
+        subject = ["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert)]
-            + ["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+                *subject,
+            ],
             check=True,
             capture_output=True,
         )
@@ -154,9 +166,9 @@ def sample_rows(env: ModelEnv) -> pd.DataFrame:
 
 
 def column(rows: pd.DataFrame, name: str) -> np.ndarray:
-    """One input column as gRPC carries it: FP64 with NaN, BYTES with MISSING_STRING for None."""
+    """One input column as gRPC carries it: FP64 with NaN, BYTES with MISSING_STRING for a missing value."""
     if name == "plan":
-        return np.array([MISSING_STRING if v is None else v for v in rows[name]], dtype=object)
+        return np.array([MISSING_STRING if pd.isna(v) else v for v in rows[name]], dtype=object)
     return rows[name].to_numpy(dtype=np.float64)
 
 
@@ -408,9 +420,8 @@ def test_token_required_except_for_health(secure_server: GrpcServer, model_env: 
             assert err.code() == grpc.StatusCode.UNAUTHENTICATED
         assert stub.ServerLive(pb.ServerLiveRequest(), metadata=good).live
         rows = sample_rows(model_env)
-        resp = stub.ModelInfer(typed_request(rows), metadata=good)
-        assert_outputs(resp.outputs[0].contents.bytes_contents, resp.outputs[1].contents.fp64_contents,
-                       model_env.artifact.predict(rows))  # fmt: skip
+        label, prob = stub.ModelInfer(typed_request(rows), metadata=good).outputs
+        assert_outputs(label.contents.bytes_contents, prob.contents.fp64_contents, model_env.artifact.predict(rows))
         health = health_pb2_grpc.HealthStub(ch)
         assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -105,7 +108,8 @@ def test_sigterm_under_load_loses_no_lake_record(
     assert server.terminate() == 0, server.log()
     table = read_lake(lake)
     assert table.num_rows == sum(ok.values()), server.log()
-    logged = dict(zip(*np.unique(table.column("request_id").to_numpy(zero_copy_only=False), return_counts=True)))
+    ids, counts = np.unique(table.column("request_id").to_numpy(zero_copy_only=False), return_counts=True)
+    logged = dict(zip(ids.tolist(), counts.tolist(), strict=True))
     assert logged == ok
     assert len(ok) > 100
     assert table.column_names[:6] == ["ts", "model", "model_version", "request_id", "row", "latency_ms"]
@@ -213,3 +217,32 @@ def test_workers_share_one_port(start_server: type[ServerProcess], model_env: Mo
     assert server.terminate() == 0
     assert read_lake(lake).num_rows == 20
     assert parity.__version__
+
+
+def test_rest_over_tls(start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path) -> None:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = start_server(
+        [str(model_env.artifact_dir), "--lake", "none", "--tls-cert", str(cert), "--tls-key", str(key)]
+    )
+    url = f"https://127.0.0.1:{server.port}"
+    context = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=url, verify=context, timeout=10) as c:
+        _wait(lambda: _probe(c), "the TLS server to be ready")
+        r = c.post("/v2/models/churn/infer", json=_infer_body(ONE))
+        assert r.status_code == 200 and r.json()["model_name"] == "churn"
+    with httpx.Client(base_url=server.url, timeout=5) as plain, pytest.raises(httpx.TransportError):
+        plain.get("/v2/health/ready")
+
+
+def _probe(client: httpx.Client) -> bool:
+    try:
+        return client.get("/v2/health/ready").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -110,12 +110,8 @@ def test_json_nulls_shapes_and_selected_outputs(client: httpx.Client, model_env:
     out = {o["name"]: o["data"] for o in body["outputs"]}
     assert_outputs(out["label"], out["probability"], want)
     # [N, 1] shapes with nested data, and only one output requested.
-    nested = [
-        {**t, "shape": [len(rows), 1], "data": [[v] for v in t["data"]]} for t in tensors(rows)
-    ]
-    r = client.post(
-        "/v2/models/churn/versions/1/infer", json={"inputs": nested, "outputs": [{"name": "probability"}]}
-    )
+    nested = [{**t, "shape": [len(rows), 1], "data": [[v] for v in t["data"]]} for t in tensors(rows)]
+    r = client.post("/v2/models/churn/versions/1/infer", json={"inputs": nested, "outputs": [{"name": "probability"}]})
     assert r.status_code == 200, r.text
     assert [o["name"] for o in r.json()["outputs"]] == ["probability"]
     np.testing.assert_allclose(r.json()["outputs"][0]["data"], want["probability"], rtol=1e-9)
@@ -255,7 +251,8 @@ def test_not_found_and_v1_mistakes(client: httpx.Client) -> None:
     assert client.get("/no/such/route").json() == {"error": "Not Found"}
     r = client.post("/v1/models/churn:predict", json={"instances": [{"age": 1.0, "income": 2.0}]})
     assert r.status_code == 400 and "plan" in r.json()["error"]
-    r = client.post("/v1/models/churn:predict", json={"instances": [{"age": 1.0, "income": 2.0, "plan": "pro", "zip": 1}]})
+    extra = {"age": 1.0, "income": 2.0, "plan": "pro", "zip": 1}
+    r = client.post("/v1/models/churn:predict", json={"instances": [extra]})
     assert r.status_code == 400 and "zip" in r.json()["error"]
     r = client.post("/v1/models/churn:predict", content=b"nope")
     assert r.status_code == 400
@@ -281,7 +278,7 @@ def test_stalled_body_times_out_instead_of_hanging(server: ServerProcess) -> Non
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
             b"POST /v2/models/churn/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n{\"inputs\""
+            b'Content-Length: 100\r\n\r\n{"inputs"'
         )
         response = sock.recv(4096)
     assert response.startswith(b"HTTP/1.1 504"), response
@@ -311,9 +308,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_rows(server: ServerPr
     async def run() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as ac:
-            return await asyncio.gather(
-                *(ac.post("/v2/models/churn/infer", json={"inputs": tensors(frame.iloc[[i]])}) for i in range(len(frame)))
-            )
+            bodies = [{"inputs": tensors(frame.iloc[[i]])} for i in range(len(frame))]
+            return await asyncio.gather(*(ac.post("/v2/models/churn/infer", json=b) for b in bodies))
 
     responses = asyncio.run(run())
     for i, r in enumerate(responses):

@@ -17,6 +17,7 @@ from parity.cli import _artifact_cmds, _registry_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for
 from parity.cli._render import error_line, warn
+from parity.server import cli as _serve_cli
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]
 
@@ -101,6 +102,7 @@ def _global_options(
 COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _artifact_cmds.register,
     _registry_cmds.register,
+    _serve_cli.register,
 )
 for _register in COMMAND_GROUPS:
     _register(app)

@@ -57,7 +57,10 @@ class GraphBuilder:
         if arr.dtype.kind in "OUS":
             arr = np.asarray(arr, dtype=object)
             tensor = helper.make_tensor(
-                self.unique(hint), TensorProto.STRING, arr.shape, [str(v).encode() for v in arr.ravel()],  # type: ignore[misc]
+                self.unique(hint),
+                TensorProto.STRING,
+                arr.shape,
+                [str(v).encode() for v in arr.ravel()],  # type: ignore[misc]
             )
         else:
             tensor = numpy_helper.from_array(arr, self.unique(hint))

@@ -18,6 +18,8 @@ Modules, one job each::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from parity.server._config import ServerConfig
 from parity.server._dataplane import DataPlane, InferResult
 from parity.server._errors import (
@@ -30,6 +32,9 @@ from parity.server._errors import (
     Unauthorized,
     status_for,
 )
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = [
     "BadRequest",
@@ -48,7 +53,7 @@ __all__ = [
 ]
 
 
-def create_app(config: ServerConfig):  # type: ignore[no-untyped-def]
+def create_app(config: ServerConfig) -> Starlette:
     """Build the ASGI app (lazy import: uvicorn and starlette load only when serving)."""
     from parity.server._app import create_app as build
 

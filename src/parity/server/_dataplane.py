@@ -87,7 +87,6 @@ class DataPlane:
         self._started = False
         self._stopping = False
         self._reloader: asyncio.Task[None] | None = None
-        self._metadata_cache: dict[int, dict[str, Any]] = {}
         self.metrics.bind(
             lake=(lambda: (lake.written, lake.dropped, lake.queued)) if lake is not None else None,
             queues=lambda: [(h.name, h.version_str, h.batcher.queue_depth) for h in self.repository.handles()],
@@ -167,25 +166,12 @@ class DataPlane:
     def model_metadata(self, name: str, version: str | int | None = None) -> dict[str, Any]:
         """OIP model metadata: name, served versions, platform, inputs and outputs (shape [-1])."""
         handle = self.repository.get(name, version)
-        cached = self._metadata_cache.get(id(handle))
-        if cached is None or cached["_handle"] is not handle:
-            sig = handle.signature
-            cached = {
-                "_handle": handle,
-                "platform": handle.platform,
-                "inputs": [
-                    {"name": c.name, "datatype": c.datatype, "shape": [-1], "parameters": {"nullable": c.nullable}}
-                    for c in sig.inputs
-                ],
-                "outputs": [{"name": o.name, "datatype": o.datatype, "shape": [-1]} for o in sig.outputs],
-            }
-            self._metadata_cache[id(handle)] = cached
         return {
             "name": handle.name,
             "versions": self.repository.versions(name),
-            "platform": cached["platform"],
-            "inputs": cached["inputs"],
-            "outputs": cached["outputs"],
+            "platform": handle.platform,
+            "inputs": handle.inputs_metadata,
+            "outputs": handle.outputs_metadata,
         }
 
     def model_ready(self, name: str, version: str | int | None = None) -> bool:
@@ -237,6 +223,8 @@ class DataPlane:
             status = status_for(exc)
             code = status.grpc if protocol == "grpc" else str(status.http)
             if isinstance(exc, ModelNotFound):
+                # A known model with an unknown version keeps its name; unknown names share one label.
+                label_model = name if name in self.repository.names() else UNKNOWN_MODEL
                 label_version = ""
             self.metrics.record(label_model, label_version, protocol, code, None, ok=False)
             raise
@@ -278,6 +266,7 @@ class DataPlane:
     async def unload(self, name: str) -> None:
         """Stop serving model ``name`` (in-flight requests finish)."""
         await self.repository.unload(name)
+        self.metrics.active_version.remove(name)
 
     def repository_index(self) -> list[dict[str, Any]]:
         """Every known model with ``name``, ``version``, ``state`` (READY/UNAVAILABLE) and ``reason``."""

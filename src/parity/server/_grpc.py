@@ -185,17 +185,13 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
             await asyncio.sleep(self.interval_s)
 
 
-Handler = Callable[..., Awaitable[Any]]
-
-
 class TokenInterceptor(grpc.aio.ServerInterceptor):
     """Require ``authorization: Bearer <token>`` metadata on every RPC except health checks."""
 
     def __init__(self, token: str) -> None:
         self._token = token.encode()
-        self._message = str(
-            Unauthorized("missing or invalid bearer token (send metadata 'authorization: Bearer <token>')")
-        )
+        self._message = "missing or invalid bearer token (send metadata 'authorization: Bearer <token>')"
+        self._code = grpc.StatusCode[status_for(Unauthorized).grpc]
 
     def _allowed(self, details: grpc.HandlerCallDetails) -> bool:
         auth = ""
@@ -222,10 +218,10 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         return self._deny(handler)
 
     def _deny(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        message = self._message
+        code, message = self._code, self._message
 
         async def deny(request: Any, context: grpc.aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            await context.abort(code, message)
 
         # Same kind of handler as the real one, so the request stream is read the way the client sends it.
         if handler.request_streaming and handler.response_streaming:

@@ -8,6 +8,7 @@ serve, so clients cannot blow up label cardinality), ``version``, ``protocol`` (
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -87,6 +88,7 @@ class Metrics:
         self.active_version = Gauge(
             "parity_model_active_version", "Version served when a request names none.", ["model"], registry=r
         )
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
 
@@ -112,11 +114,21 @@ class Metrics:
 
     def record(self, model: str, version: str, protocol: str, status: str, seconds: float | None, ok: bool) -> None:
         """Count one finished request."""
-        self.requests.labels(model, version, protocol, status).inc()
-        if not ok:
-            self.errors.labels(model, version, protocol, status).inc()
+        key = (model, version, protocol, status)
+        children = self._children.get(key)
+        if children is None:
+            # labels() takes a lock and builds tuples: resolve each label set once.
+            children = (
+                self.requests.labels(*key),
+                None if ok else self.errors.labels(*key),
+                self.latency.labels(model, version, protocol),
+            )
+            self._children[key] = children
+        children[0].inc()
+        if children[1] is not None:
+            children[1].inc()
         if seconds is not None:
-            self.latency.labels(model, version, protocol).observe(seconds)
+            children[2].observe(seconds)
 
     def render(self) -> bytes:
         """Prometheus text exposition of every metric."""

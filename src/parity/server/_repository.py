@@ -48,6 +48,14 @@ class ModelHandle:
         self.input_names = frozenset(artifact.signature.input_names)
         self.output_names = tuple(artifact.signature.output_names)
         self.platform = "parity-onnx" if artifact.portable else "parity-python"
+        sig = artifact.signature
+        self.inputs_metadata: list[dict[str, Any]] = [
+            {"name": c.name, "datatype": c.datatype, "shape": [-1], "parameters": {"nullable": c.nullable}}
+            for c in sig.inputs
+        ]
+        self.outputs_metadata: list[dict[str, Any]] = [
+            {"name": o.name, "datatype": o.datatype, "shape": [-1]} for o in sig.outputs
+        ]
 
     def __repr__(self) -> str:
         return f"<ModelHandle {self.name}:{self.version} ready={self.ready}>"

@@ -5,8 +5,9 @@ datatype exactly (``FP64`` column -> ``FP64`` tensor), data either as JSON (flat
 BYTES as strings; ``null`` for a missing value in a nullable column) or, with Triton's binary
 tensor data extension, as raw bytes after the JSON header (``parameters.binary_data_size``):
 little-endian fixed-width values, and BYTES elements as a 4-byte little-endian length followed
-by the UTF-8 bytes. The gRPC ``raw_input_contents`` use the same byte layout, so
-:func:`decode_raw` serves both adapters.
+by the UTF-8 bytes. Binary BYTES cannot say null: send the element
+:data:`parity.schema.MISSING_STRING` (U+E000) for a missing value, or use JSON. The gRPC
+``raw_input_contents`` use the same byte layout, so :func:`decode_raw` serves both adapters.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def encode_raw(values: np.ndarray, datatype: str) -> bytes:
 
 def _shape(name: str, shape: Any) -> int:
     """Row count of a tensor shape, which must be [N] or [N, 1]."""
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+        return shape[0]  # the common case, checked cheaply
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(
             f"input {name!r}: shape must be a list of non-negative integers; received {shape!r}", column=name

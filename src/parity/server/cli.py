@@ -1,4 +1,4 @@
-"""``parity serve``: the typer command function (the CLI app registers it with ``app.command("serve")(serve)``)."""
+"""``parity serve``: the typer command function; the CLI app adds it with ``register(app)``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,16 @@ import typer
 from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
 from parity.server._config import DEFAULT_LAKE, ServerConfig
 
-__all__ = ["serve"]
+__all__ = ["register", "serve"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+    app.command("serve")(serve)
 
 
 def serve(
+    ctx: typer.Context,
     refs: Annotated[list[str], typer.Argument(help="Models to serve: artifact path, name, name:N or name@alias.")],
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="REST port.")] = 8080,
@@ -49,9 +55,15 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (uvicorn access log).")] = False,
 ) -> None:
     """Serve models over REST (Open Inference Protocol V2, KServe V1) and gRPC."""
     from parity.server._app import serve as run
+
+    if registry is None:
+        # Under the full CLI, `parity --registry DIR serve ...` sets the root on the context object.
+        root = getattr(ctx.obj, "registry_root", None)
+        registry = str(root) if root is not None else None
 
     try:
         config = ServerConfig(
@@ -72,6 +84,7 @@ def serve(
             tls_key=tls_key,
             trusted=trusted,
             log_level=log_level,
+            access_log=access_log,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

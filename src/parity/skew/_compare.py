@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -25,7 +26,7 @@ def bins_of(p: ColumnProfile) -> tuple[np.ndarray, list[str]]:
     """Return the comparison bins of a column (non-null counts) and their labels."""
     if isinstance(p, NumericProfile):
         e = p.spec.edges
-        inner = [f"[{_fmt(a)}, {_fmt(b)})" for a, b in zip(e[:-2], e[1:-1], strict=True)]
+        inner = [f"[{_fmt(a)}, {_fmt(b)})" for a, b in itertools.pairwise(e[:-1])]
         inner.append(f"[{_fmt(e[-2])}, {_fmt(e[-1])}]")  # the last inner bin is closed (training max)
         return p.bins.astype(np.int64), [f"< {_fmt(e[0])}", *inner, f"> {_fmt(e[-1])}"]
     if isinstance(p, CategoricalProfile):

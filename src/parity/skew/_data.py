@@ -45,7 +45,7 @@ __all__ = [
     "type_class",
 ]
 
-SourceKind: TypeAlias = Literal["lake", "parquet", "csv"]
+SourceKind: TypeAlias = Literal["lake", "parquet", "csv", "profile"]
 TypeClass: TypeAlias = Literal["numeric", "string", "bool", "timestamp", "null", "other"]
 BY_SECONDS = {"day": 86_400, "hour": 3_600}
 TS = "ts"
@@ -439,6 +439,7 @@ def profile_source(
     by: Literal["day", "hour"] | None = None,
     processes: int = 1,
     batch_size: int = 65_536,
+    backend: Literal["pyarrow", "dask"] = "pyarrow",
 ) -> tuple[Profile, dict[datetime, Profile]]:
     """Profile the source's files under the reference binning: the whole window, and per ``by`` window."""
     spec = ProfileSpec({c.data: c.spec for c in columns})
@@ -454,18 +455,17 @@ def profile_source(
     empty = Profile.empty(spec)
     if not src.files:
         return empty, {}
-    if src.kind == "parquet" or src.kind == "lake":
-        if by is None:
-            filt = _window_filter(since, until)
-            prof = profile_parquet(
-                src.files,
-                spec,
-                batch_size=batch_size,
-                processes=processes,
-                filter=filt,
-                filter_columns=[TS] if filt is not None else (),
-            )
-            return prof, {}
+    if src.kind in ("parquet", "lake") and by is None:
+        filt = _window_filter(since, until)
+        cols = [TS] if filt is not None else []
+        if backend == "dask":
+            from parity.skew._backends import profile_parquet_dask
+
+            return profile_parquet_dask(src.files, spec, batch_size=batch_size, filter=filt, filter_columns=cols), {}
+        prof = profile_parquet(
+            src.files, spec, batch_size=batch_size, processes=processes, filter=filt, filter_columns=cols
+        )
+        return prof, {}
     read = list(spec.columns) + ([TS] if windowed and TS not in spec.columns else [])
     forced = {c.data: pa.string() for c in columns if c.expect == "string"}
     step = BY_SECONDS[by] * 1_000_000 if by else None

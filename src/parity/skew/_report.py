@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_NO_DATA",
     "EXIT_WARN",
     "REPORT_FORMAT",
+    "SCHEMA_PATH",
     "ColumnStats",
     "DataSummary",
     "FeatureReport",
@@ -31,6 +32,7 @@ __all__ = [
     "ReplayReport",
     "SkewReport",
     "WindowReport",
+    "validate_report",
 ]
 
 REPORT_FORMAT = "parity.skew/1"
@@ -368,7 +370,7 @@ class SkewReport:
 
     @property
     def status(self) -> Literal["ok", "no_data"]:
-        """"no_data" when no serving row fell in the window."""
+        """ "no_data" when no serving row fell in the window."""
         return "no_data" if self.data.rows == 0 else "ok"
 
     @property
@@ -380,7 +382,7 @@ class SkewReport:
 
     def counts(self) -> dict[str, int]:
         """Number of features per severity."""
-        out = dict.fromkeys(SEVERITIES, 0)
+        out: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
         for f in self.features:
             if not f.ignored:
                 out[f.severity] += 1
@@ -437,3 +439,13 @@ class SkewReport:
     def dumps(self) -> str:
         """Return the JSON form as indented text."""
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
+
+
+def validate_report(data: dict[str, Any]) -> None:
+    """Check a report's JSON form against ``report.schema.json`` (raises jsonschema.ValidationError)."""
+    import jsonschema
+
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))

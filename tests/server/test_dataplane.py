@@ -1,0 +1,72 @@
+"""The DataPlane contract used by both adapters, exercised in-process (no transport)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity.errors import SchemaError
+from parity.lake import LakeWriter, read_lake
+from parity.registry import Registry
+from parity.server import DataPlane, InferResult, ModelNotFound
+from tests.server.conftest import ModelEnv
+
+
+def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
+    lake = LakeWriter(tmp_path / "lake", flush_interval_s=60)
+    dp = DataPlane(["churn@production"], registry=Registry(model_env.registry_root), lake=lake)
+    rows = model_env.frame.head(4)
+    columns = {
+        "age": rows["age"].tolist(),  # NaN present: a null in a nullable column
+        "income": np.asarray(rows["income"]),
+        "plan": [None if p is None else p for p in rows["plan"]],
+    }
+    want = model_env.artifact.predict(rows)
+
+    async def main() -> None:
+        assert not dp.ready()
+        await dp.start()
+        assert dp.live() and dp.ready()
+        assert dp.server_metadata()["name"] == "parity"
+        meta = dp.model_metadata("churn", "")
+        assert meta["versions"] == ["1"] and meta["platform"] == "parity-onnx"
+        assert [i["shape"] for i in meta["inputs"]] == [[-1]] * 3
+        assert dp.model_ready("churn") and dp.model_ready("churn", "1") and dp.model_ready("churn", 1)
+        result = await dp.infer("churn", None, columns, request_id="r1", protocol="grpc")
+        assert isinstance(result, InferResult)
+        assert (result.model_name, result.model_version, result.request_id) == ("churn", "1", "r1")
+        assert list(result.outputs) == ["label", "probability"]
+        assert result.outputs["label"].dtype == object and result.outputs["probability"].dtype == np.float64
+        assert result.outputs["label"].tolist() == want["label"].tolist()
+        assert result.datatypes == {"label": "BYTES", "probability": "FP64"}
+        with pytest.raises(SchemaError, match="unknown input 'zip'") as info:
+            await dp.infer("churn", "1", {**columns, "zip": [1, 2, 3, 4]}, request_id="r2", protocol="grpc")
+        assert info.value.column == "zip"
+        with pytest.raises(SchemaError, match="income"):
+            await dp.infer(
+                "churn", None, {**columns, "income": [1.0, None, 2.0, 3.0]}, request_id="r3", protocol="rest"
+            )
+        for name, version in (("nope", None), ("churn", "2"), ("churn", "x")):
+            with pytest.raises(ModelNotFound):
+                await dp.infer(name, version, columns, request_id="r4", protocol="rest")
+        assert [m["state"] for m in dp.repository_index()] == ["READY"]
+        await dp.unload("churn")
+        with pytest.raises(ModelNotFound, match="unloaded"):
+            dp.model_metadata("churn")
+        await dp.load("churn")
+        assert dp.model_ready("churn")
+        await dp.stop()
+        assert not dp.ready()
+
+    asyncio.run(main())
+    lake.close()
+    table = read_lake(tmp_path / "lake")
+    assert table.num_rows == 4 and table.column("request_id").to_pylist() == ["r1"] * 4
+    text = dp.metrics.render().decode()
+    assert 'parity_requests_total{model="churn",protocol="grpc",status="OK",version="1"} 1.0' in text
+    assert 'parity_request_errors_total{model="churn",protocol="grpc",status="INVALID_ARGUMENT",version="1"}' in text
+    assert 'parity_request_errors_total{model="_unknown",protocol="rest",status="404",version=""} 1.0' in text
+    assert 'parity_request_errors_total{model="churn",protocol="rest",status="404",version=""} 2.0' in text
