@@ -285,7 +285,7 @@ def run_evidently(ref: Path, cur: Path) -> dict[str, Any]:
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(EVIDENTLY_VENV)], check=True)
         pkgs = ["evidently==0.7.23", "pandas<3", "pyarrow"]
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *pkgs], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", *pkgs], check=True, capture_output=True)
     done = subprocess.run([str(py), "-c", EVIDENTLY_SCRIPT, str(ref), str(cur)], capture_output=True, text=True)
     if done.returncode:
         return {"tool": "evidently", "error": done.stderr[-800:]}

@@ -1,8 +1,10 @@
 """`make demo`: the main job end to end on embedded defaults.
 
 train -> package (with parity proof) -> verify -> register + alias -> predict with the CLI ->
-the same rows through the Node.js client -> compare. Everything lands under ``demo-out/``
-(artifact, registry, inputs, outputs); nothing is downloaded.
+the same rows through the Node.js client -> serve over REST (KServe V1 records, Open Inference
+Protocol V2 JSON) and gRPC -> show the lake files the server wrote -> compare everything.
+Everything lands under ``demo-out/`` (artifact, registry, lake, inputs, outputs); nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +43,92 @@ def run(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         print(proc.stderr, file=sys.stderr)
         raise SystemExit(f"demo step failed: {' '.join(str(a) for a in args)} (exit {proc.returncode})")
     return proc
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_and_query(env: dict[str, str], rows: pd.DataFrame) -> dict[str, Any]:
+    """Start `parity serve` in the background, query it three ways, stop it; return the answers."""
+    import httpx
+    import tritonclient.grpc as grpcclient
+
+    port, grpc_port = free_port(), free_port()
+    lake = OUT / "lake"
+    cmd = [str(BIN / "parity"), "serve", "penguins@production", "--port", str(port)]
+    cmd += ["--grpc-port", str(grpc_port), "--lake", str(lake)]
+    print("$ " + " ".join(cmd) + " &", flush=True)
+    log = open(OUT / "server.log", "wb")  # noqa: SIM115 - closed below, after the server stops
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not become ready; see {OUT / 'server.log'}")
+            time.sleep(0.2)
+        records = json.loads(rows.to_json(orient="records"))
+        v1 = httpx.post(f"{base}/v1/models/penguins:predict", json={"instances": records}, timeout=10)
+        v1.raise_for_status()
+        print(f"REST  V1 records  -> {len(v1.json()['predictions'])} predictions, e.g. {v1.json()['predictions'][0]}")
+
+        inputs = []
+        for col in rows.columns:
+            values = [None if pd.isna(v) else v for v in rows[col].tolist()]
+            datatype = (
+                "BYTES" if rows[col].dtype.kind not in "fi" else ("INT64" if rows[col].dtype.kind == "i" else "FP64")
+            )
+            inputs.append({"name": col, "datatype": datatype, "shape": [len(rows)], "data": values})
+        v2 = httpx.post(f"{base}/v2/models/penguins/infer", json={"inputs": inputs}, timeout=10)
+        v2.raise_for_status()
+        v2_out = {o["name"]: o["data"] for o in v2.json()["outputs"]}
+        print(f"REST  V2 tensors  -> outputs {sorted(v2_out)}")
+
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        grpc_inputs = []
+        for spec in inputs:
+            values = rows[spec["name"]]
+            if spec["datatype"] == "BYTES":
+                arr = np.array([("\ue000" if pd.isna(v) else v) for v in values], dtype=object)
+            else:
+                arr = values.to_numpy(dtype=np.float64 if spec["datatype"] == "FP64" else np.int64)
+            tensor = grpcclient.InferInput(spec["name"], [len(rows)], spec["datatype"])
+            tensor.set_data_from_numpy(arr)
+            grpc_inputs.append(tensor)
+        result = client.infer("penguins", grpc_inputs)
+        grpc_labels = [v.decode() for v in result.as_numpy("label")]
+        client.close()
+        print(f"gRPC  ModelInfer  -> {len(grpc_labels)} labels, e.g. {grpc_labels[:3]}")
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        served = [line for line in metrics.splitlines() if line.startswith("parity_requests_total")]
+        print("metrics: " + "; ".join(served[:3]))
+    finally:
+        server.send_signal(signal.SIGTERM)  # graceful: finishes requests and flushes the lake
+        code = server.wait(timeout=30)
+        log.close()
+        print(f"server stopped with exit code {code}")
+    files = sorted(lake.rglob("*.parquet"))
+    import pyarrow.parquet as pq
+
+    lake_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    for f in files:
+        print(f"  lake file {f.relative_to(OUT)} ({pq.ParquetFile(f).metadata.num_rows} rows)")
+    return {
+        "v1": [p["label"] for p in v1.json()["predictions"]],
+        "v2": v2_out["label"],
+        "grpc": grpc_labels,
+        "lake_rows": lake_rows,
+        "v2_probabilities": v2_out,
+    }
 
 
 def main() -> None:
@@ -86,19 +178,35 @@ def main() -> None:
     run([node, ROOT / "clients/node/bin/parity-node.js", OUT / "penguins", OUT / "rows.json", OUT / "node.json"])
     node_out = pd.DataFrame(json.loads((OUT / "node.json").read_text()))
 
+    step("serve the production alias: REST (V1 records, V2 tensors) and gRPC, logging to the lake")
+    served = serve_and_query(env, rows)
+
     step("summary")
     py_out = artifact.predict(rows)
     prob_cols = [c for c in py_out.columns if c.startswith("probability")]
     node_diff = float(np.max(np.abs(node_out[prob_cols].to_numpy() - py_out[prob_cols].to_numpy())))
     cli_diff = float(np.max(np.abs(cli_out[prob_cols].to_numpy() - py_out[prob_cols].to_numpy())))
-    labels_equal = list(node_out["label"]) == list(py_out["label"]) == list(cli_out["label"])
+    labels_equal = (
+        list(node_out["label"])
+        == list(py_out["label"])
+        == list(cli_out["label"])
+        == served["v1"]
+        == served["v2"]
+        == served["grpc"]
+    )
+    server_diff = max(
+        float(np.max(np.abs(np.asarray(served["v2_probabilities"][c]) - py_out[c].to_numpy()))) for c in prob_cols
+    )
     print(f"rows predicted:                 {len(rows)}")
     print(f"holdout accuracy:               {artifact.manifest['metrics']['holdout_accuracy']:.3f}")
     print(f"parity (package time):          max |diff| {worst:.1e} over {report.rows_checked} rows")
     print(f"Python vs CLI  max |diff|:      {cli_diff:.1e}")
     print(f"Python vs Node max |diff|:      {node_diff:.1e}")
+    print(f"Python vs server max |diff|:    {server_diff:.1e}")
+    print(f"lake rows written by server:    {served['lake_rows']} (3 protocols x {len(rows)} rows)")
     print(f"labels identical everywhere:    {labels_equal}")
-    if not (labels_equal and node_diff <= 1e-5 and cli_diff <= 1e-5):
+    lake_ok = served["lake_rows"] == 3 * len(rows)
+    if not (labels_equal and node_diff <= 1e-5 and cli_diff <= 1e-5 and server_diff <= 1e-5 and lake_ok):
         raise SystemExit("demo found a mismatch")
     print("\ndemo OK: artifact, registry and outputs are in demo-out/")
 
