@@ -52,6 +52,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def drifted_batch(n: int = 400) -> pd.DataFrame:
+    """Penguins as a broken upstream would send them: one shifted measurement, new islands, no body mass."""
+    from train_penguins import CATEGORICAL, NUMERIC, load_data
+
+    rows = load_data()[NUMERIC + CATEGORICAL].sample(n, replace=True, random_state=7).reset_index(drop=True)
+    rows["bill_length_mm"] = rows["bill_length_mm"] + 9.0  # e.g. a unit or calibration change
+    rng = np.random.default_rng(7)
+    rows.loc[rng.random(n) < 0.3, "island"] = "Anvers"  # a colony the model never saw
+    rows["body_mass_g"] = np.nan  # the scale feed broke
+    return rows
+
+
 def serve_and_query(env: dict[str, str], rows: pd.DataFrame) -> dict[str, Any]:
     """Start `parity serve` in the background, query it three ways, stop it; return the answers."""
     import httpx
@@ -108,6 +120,11 @@ def serve_and_query(env: dict[str, str], rows: pd.DataFrame) -> dict[str, Any]:
         grpc_labels = [v.decode() for v in result.as_numpy("label")]
         client.close()
         print(f"gRPC  ModelInfer  -> {len(grpc_labels)} labels, e.g. {grpc_labels[:3]}")
+        drifted = drifted_batch()
+        body = {"instances": json.loads(drifted.to_json(orient="records"))}
+        sent = httpx.post(f"{base}/v1/models/penguins:predict", json=body, timeout=30)
+        sent.raise_for_status()
+        print(f"REST  V1 records  -> {len(drifted)} rows of a drifted batch (shifted bill length, new island, no mass)")
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         served = [line for line in metrics.splitlines() if line.startswith("parity_requests_total")]
         print("metrics: " + "; ".join(served[:3]))
@@ -181,6 +198,19 @@ def main() -> None:
     step("serve the production alias: REST (V1 records, V2 tensors) and gRPC, logging to the lake")
     served = serve_and_query(env, rows)
 
+    step("skew report: lake vs training reference (terminal table, JSON and HTML)")
+    skew_cmd = [parity_cli, "skew", "penguins@production", "--data", OUT / "lake"]
+    skew_cmd += ["--html", OUT / "skew.html", "--json", OUT / "skew.json"]
+    # A wide virtual terminal: rich wraps tables to 80 columns when stdout is not a TTY.
+    skew = subprocess.run(skew_cmd, env={**env, "COLUMNS": "160"}, text=True, capture_output=True, check=False)
+    print(skew.stdout.rstrip())
+    if skew.returncode != 0:
+        print(skew.stderr, file=sys.stderr)
+        raise SystemExit(f"parity skew failed (exit {skew.returncode})")
+    skew_json = json.loads((OUT / "skew.json").read_text())
+    flagged = sorted(f["name"] for f in skew_json["features"] if f["severity"] in ("warn", "alert"))
+    print(f"flagged features: {flagged}; HTML report: {OUT / 'skew.html'}")
+
     step("summary")
     py_out = artifact.predict(rows)
     prob_cols = [c for c in py_out.columns if c.startswith("probability")]
@@ -203,10 +233,19 @@ def main() -> None:
     print(f"Python vs CLI  max |diff|:      {cli_diff:.1e}")
     print(f"Python vs Node max |diff|:      {node_diff:.1e}")
     print(f"Python vs server max |diff|:    {server_diff:.1e}")
-    print(f"lake rows written by server:    {served['lake_rows']} (3 protocols x {len(rows)} rows)")
+    print(f"lake rows written by server:    {served['lake_rows']} (3 protocols x {len(rows)} rows + 400 drifted)")
     print(f"labels identical everywhere:    {labels_equal}")
-    lake_ok = served["lake_rows"] == 3 * len(rows)
-    if not (labels_equal and node_diff <= 1e-5 and cli_diff <= 1e-5 and server_diff <= 1e-5 and lake_ok):
+    lake_ok = served["lake_rows"] == 3 * len(rows) + 400
+    planted = {"bill_length_mm", "island", "body_mass_g"}
+    print(f"skew found the planted drift:   {planted <= set(flagged)} ({sorted(planted)})")
+    if not (
+        labels_equal
+        and node_diff <= 1e-5
+        and cli_diff <= 1e-5
+        and server_diff <= 1e-5
+        and lake_ok
+        and planted <= set(flagged)
+    ):
         raise SystemExit("demo found a mismatch")
     print("\ndemo OK: artifact, registry and outputs are in demo-out/")
 

@@ -352,7 +352,10 @@ def package(
     spec = ProfileSpec.from_reference(data)
     profile = profile_frame(data, spec)
     out_frame = pd.DataFrame(expected["training_sample"])
-    out_profile = profile_frame(out_frame, ProfileSpec.from_reference(out_frame))
+    # A label is a category even when the classes are integers: profiled as numbers, 0/1 labels
+    # would share one bin and a shift in the class balance could not show.
+    out_kinds = {o.name: ("categorical" if o.labels is not None else "numeric") for o in signature.outputs}
+    out_profile = profile_frame(out_frame, ProfileSpec.from_reference(out_frame, columns=out_kinds))
     files[PROFILE_FILE] = canonical_json(
         {"format": "parity.reference/1", "inputs": profile.to_dict(), "outputs": out_profile.to_dict()}
     )
