@@ -1,0 +1,691 @@
+"""parity in the peer serving benchmark: same model, same method, same run as MLServer, MLflow, BentoML.
+
+Drives the shared peer harness (``/work/shared/bench/peers``: README.md there explains the method)
+and adds parity to its table with ``run_peers.sh --extra``:
+
+1. copies the (read-only) harness to ``$BENCH_ROOT/harness`` (it writes its results beside
+   itself) and, if anything is missing, lets ``run_peers.sh`` build the side venvs, the model
+   (``$BENCH_ROOT/models/churn.joblib``: ColumnTransformer + GradientBoosting, 12 raw columns)
+   and the request bodies;
+2. packages that same fitted pipeline with parity (the raw training frame is regenerated with the
+   harness's ``make_model.make_data`` and the same split) into ``$BENCH_ROOT/parity/churn``;
+3. writes parity's V2 REST bodies (one tensor per column, FP64/BYTES, shape [n], JSON null for a
+   missing value) and an ``--extra`` spec with ``parity`` and ``parity-workers2``;
+4. runs ``run_peers.sh --extra spec --runs N`` with every peer (server on CPU 1, wrk on CPU 0);
+5. runs the harness again with ``SERVER_CPU=0,1`` and only the two parity entries: the harness
+   has no per-server CPU setting, so this second run is how ``--workers 2`` gets both cores
+   (wrk still on CPU 0, so it competes with one worker);
+6. measures gRPC against REST on one parity process (``--grpc-port`` on, pinned to CPU 1) with a
+   fixed-duration closed-loop client on CPU 0: raw keep-alive HTTP/1.1 sockets for REST,
+   ``grpc.aio`` with pre-serialised ``ModelInferRequest`` bytes for gRPC, 1 and 32 in flight;
+7. prints parity vs the floor, MLServer and MLflow with the issue's goals, and writes everything
+   to ``$BENCH_ROOT/parity/serve_peers.json``.
+
+    python benchmarks/serve_peers.py                 # everything (~15 min once the venvs exist)
+    python benchmarks/serve_peers.py --runs 1 --only floor,parity   # quicker, no side venvs used
+    python benchmarks/serve_peers.py --report-only   # re-print the last results
+
+The first run also builds the side venvs (several minutes, needs the package registry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+PEERS_SRC = Path(os.environ.get("PEERS_DIR", "/work/shared/bench/peers"))
+BENCH_ROOT = Path(os.environ.get("BENCH_ROOT") or Path(os.environ.get("TMPDIR", "/tmp")) / "bench")
+BUILTIN_PEERS = ("floor", "mlflow", "mlserver", "bentoml")
+FLOOR = "floor-starlette"
+SCENARIOS = ("1row_c1", "1row_c32", "100row_c8")
+MODEL_NAME = "churn"
+# Same knobs the harness gives every server (bench.py COMMON_ENV).
+SERVER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+# Goals from the model-service issue.
+GOAL_C32_VS_FLOOR = 0.40  # 1 row, 32 connections: req/s >= 40 % of the floor's
+GOAL_P99_SLACK_MS = 1.0  # 1 row, 1 connection: p99 <= floor p99 + 1 ms
+GOAL_ROWS_VS_FLOOR = 0.30  # 100 rows, 8 connections: rows/s >= 30 % of the floor's
+GOAL_WORKERS2_SCALING = 1.3  # --workers 2 on both cores vs 1 worker on one core (wrk shares CPU 0)
+
+
+def log(msg: str) -> None:
+    print(f"[serve_peers] {msg}", file=sys.stderr, flush=True)
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().strip()
+
+
+# ------------------------------------------------------------------------------------ harness set-up
+
+
+@dataclass
+class Paths:
+    """Where everything lives under $BENCH_ROOT."""
+
+    root: Path
+
+    @property
+    def harness(self) -> Path:
+        return self.root / "harness"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def payloads(self) -> Path:
+        return self.root / "payloads"
+
+    @property
+    def venvs(self) -> Path:
+        return self.root / "venvs"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "parity"
+
+    @property
+    def artifact(self) -> Path:
+        return self.out / MODEL_NAME
+
+    @property
+    def spec(self) -> Path:
+        return self.out / "extra.json"
+
+    @property
+    def peers_json(self) -> Path:
+        return self.harness / "results.json"
+
+    @property
+    def unpinned_json(self) -> Path:
+        return self.out / "unpinned" / "results.json"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.out / "serve_peers.json"
+
+
+def copy_harness(src: Path, dst: Path) -> None:
+    """Copy the read-only harness to a writable place (its own results are not copied)."""
+    if not (src / "run_peers.sh").is_file():
+        raise SystemExit(f"peer harness not found at {src} (set $PEERS_DIR)")
+    shutil.copytree(
+        src,
+        dst,
+        dirs_exist_ok=True,
+        copy_function=shutil.copyfile,  # no read-only mode bits; scripts are run with bash
+        ignore=shutil.ignore_patterns("results.json", "RESULTS.md", "__pycache__"),
+    )
+
+
+def run_harness(
+    paths: Paths, args: Sequence[str], *, env: dict[str, str] | None = None, stdout: Path | None = None
+) -> None:
+    """``bash run_peers.sh ARGS`` in the harness copy; its progress goes to our stderr."""
+    full_env = {**os.environ, "BENCH_ROOT": str(paths.root), **(env or {})}
+    cmd = ["bash", str(paths.harness / "run_peers.sh"), *args]
+    log("$ " + " ".join(f"{k}={v}" for k, v in (env or {}).items()) + " " + " ".join(cmd))
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(stdout.open("w")) if stdout else subprocess.DEVNULL
+        subprocess.run(cmd, env=full_env, stdout=out, check=True)
+
+
+def built_venvs(paths: Paths) -> list[str]:
+    return [v for v in ("core", *BUILTIN_PEERS) if (paths.venvs / v / ".peers_ok").is_file()]
+
+
+def ensure_built(paths: Paths) -> None:
+    """Venvs, model and bodies: let the harness build whatever is missing (a short floor-only run)."""
+    needed = [paths.models / f for f in ("churn.joblib", "expected.json", "rows_1.json", "rows_100.json")]
+    needed += [paths.payloads / f"floor_{n}.json" for n in (1, 100)]
+    if all(p.is_file() for p in needed) and len(built_venvs(paths)) == 1 + len(BUILTIN_PEERS):
+        return
+    log("building the harness venvs / model / bodies (first run: several minutes)")
+    prep = paths.root / "run" / "prepare"
+    prep.mkdir(parents=True, exist_ok=True)
+    run_harness(paths, ["--only", "floor", "--runs", "1", "--seconds", "1", "--no-inproc",
+                        "--out", str(prep / "results.json")])  # fmt: skip
+    missing = sorted(set(("core", *BUILTIN_PEERS)) - set(built_venvs(paths)))
+    if missing:
+        log(f"venvs that failed to build (skipped in the table): {missing}; see {paths.root}/logs/pip_*.log")
+
+
+def import_make_model(paths: Paths) -> ModuleType:
+    """The harness copy's make_model.py (for make_data, SEED and the column lists)."""
+    spec = importlib.util.spec_from_file_location("peers_make_model", paths.harness / "make_model.py")
+    if spec is None or spec.loader is None:
+        raise RuntimeError("cannot import make_model.py from the harness copy")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------------------ parity artifact
+
+
+def package_parity(paths: Paths, rebuild: bool) -> Path:
+    """Package the harness's fitted pipeline with its raw training frame (reused when up to date)."""
+    import joblib
+    from sklearn.model_selection import train_test_split
+
+    import parity
+
+    target = paths.artifact
+    joblib_path = paths.models / "churn.joblib"
+    if target.is_dir() and any(target.iterdir()) and not rebuild:
+        if target.stat().st_mtime >= joblib_path.stat().st_mtime:
+            log(f"reusing parity artifact {target}")
+            return target
+    shutil.rmtree(target, ignore_errors=True)
+    mm = import_make_model(paths)
+    pipe = joblib.load(joblib_path)  # our own benchmark file
+    frame, y = mm.make_data()
+    x_train, x_test, _, _ = train_test_split(frame, y, test_size=0.2, random_state=mm.SEED, stratify=y)
+    expected = json.loads((paths.models / "expected.json").read_text())
+    check = pipe.predict_proba(x_test.iloc[:100])[:, 1]
+    drift = float(np.max(np.abs(check - np.asarray(expected["p1_rows_100"]))))
+    if drift > 1e-12:
+        raise RuntimeError(f"regenerated test rows do not reproduce expected.json (max diff {drift:.2e})")
+    log(f"packaging the pipeline with parity ({len(x_train)} raw training rows)")
+    t0 = time.perf_counter()
+    art = parity.package(pipe, x_train, name=MODEL_NAME)
+    art.save(target)
+    log(f"saved {target} in {time.perf_counter() - t0:.1f} s: outputs {art.signature.output_names}")
+    return target
+
+
+def probability_output(artifact: Path) -> str:
+    import parity
+
+    names = parity.load(artifact).signature.output_names
+    return next(n for n in names if "proba" in n)
+
+
+def rows_columns(paths: Paths, n: int) -> tuple[list[str], list[list[Any]]]:
+    rows = json.loads((paths.models / f"rows_{n}.json").read_text())
+    return list(rows["columns"]), list(rows["data"])
+
+
+def write_rest_bodies(paths: Paths, output: str) -> dict[int, Path]:
+    """parity's V2 JSON bodies: one tensor per column, FP64/BYTES, shape [n], null for missing.
+
+    Like the harness's MLServer body, they ask for the probability output only.
+    """
+    numeric = set(json.loads((paths.models / "expected.json").read_text())["num_cols"])
+    out: dict[int, Path] = {}
+    for n in (1, 100):
+        cols, data = rows_columns(paths, n)
+        body = {
+            "inputs": [
+                {"name": c, "datatype": "FP64" if c in numeric else "BYTES", "shape": [len(data)],
+                 "data": [r[i] for r in data]}
+                for i, c in enumerate(cols)
+            ],
+            "outputs": [{"name": output}],
+        }  # fmt: skip
+        out[n] = paths.payloads / f"parity_{n}.json"
+        out[n].write_text(json.dumps(body, separators=(",", ":")))
+    return out
+
+
+def server_cmd(artifact: Path, port: str, grpc_port: str = "0", workers: int = 1) -> list[str]:
+    """parity's server command: lake off, gRPC off unless a port is given, everything else default."""
+    cmd = [sys.executable, "-m", "parity.server", str(artifact), "--port", port, "--grpc-port", grpc_port]
+    cmd += ["--lake", ""]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    return cmd
+
+
+def write_spec(paths: Paths, artifact: Path, bodies: dict[int, Path]) -> Path:
+    """The harness ``--extra`` spec: ``parity`` and ``parity-workers2``."""
+    import onnxruntime
+
+    import parity
+
+    version = f"parity {parity.__version__} (onnxruntime {onnxruntime.__version__})"
+    common = {
+        "ready_url": "/v2/health/ready",
+        "infer_path": f"/v2/models/{MODEL_NAME}/infer",
+        "body_1": str(bodies[1]),
+        "body_100": str(bodies[100]),
+        "ready_timeout_s": 120,
+    }
+    specs = [
+        {"name": "parity", "version": version, "port": 18090, "cmd": server_cmd(artifact, "{port}"), **common},
+        {"name": "parity-workers2", "version": version + ", --workers 2", "port": 18091,
+         "cmd": server_cmd(artifact, "{port}", workers=2), **common},
+    ]  # fmt: skip
+    paths.spec.write_text(json.dumps(specs, indent=1))
+    return paths.spec
+
+
+# ------------------------------------------------------------------------------------ gRPC vs REST
+
+
+@dataclass
+class LoadResult:
+    """One closed-loop measurement."""
+
+    protocol: str
+    concurrency: int
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    client_cpu: float
+    server_cpu: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children (uvicorn's single process has none)."""
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def self_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int]) -> Iterator[None]:
+    """Pin every thread of this process (and threads started meanwhile) to ``cpus``; restore after."""
+    before = os.sched_getaffinity(0)
+
+    def pin_all(mask: set[int]) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), mask)
+
+    pin_all(cpus)
+    try:
+        yield
+    finally:
+        pin_all(before)
+
+
+def http_request(payload: bytes) -> bytes:
+    return (
+        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+
+
+async def rest_call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if not head.startswith(b"HTTP/1.1 200") or match is None:
+        raise RuntimeError(f"unexpected REST response: {head[:200]!r}")
+    return await reader.readexactly(int(match.group(1)))
+
+
+async def closed_loop(
+    concurrency: int, seconds: float, warmup: float, make_worker: Callable[[], Coroutine[Any, Any, Any]]
+) -> tuple[list[float], float]:
+    """Run ``concurrency`` workers (each: ``await make_worker()`` -> an async ``call()``) for a fixed time."""
+    calls = [await make_worker() for _ in range(concurrency)]
+    latencies: list[float] = []
+
+    async def loop(call: Callable[[], Coroutine[Any, Any, Any]], stop_at: float, record: bool) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            await call()
+            if record:
+                latencies.append(time.perf_counter() - t0)
+
+    stop = time.perf_counter() + warmup
+    await asyncio.gather(*(loop(c, stop, False) for c in calls))
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop(c, t0 + seconds, True) for c in calls))
+    return latencies, time.perf_counter() - t0
+
+
+def grpc_request_bytes(paths: Paths, n: int, output: str) -> bytes:
+    """A typed ``ModelInferRequest`` (FP64 NaN / BYTES per column), serialised once."""
+    from parity.server.proto import open_inference_grpc_pb2 as pb
+
+    numeric = set(json.loads((paths.models / "expected.json").read_text())["num_cols"])
+    cols, data = rows_columns(paths, n)
+    req = pb.ModelInferRequest(model_name=MODEL_NAME)
+    for i, c in enumerate(cols):
+        values = [r[i] for r in data]
+        tensor = req.inputs.add(name=c, datatype="FP64" if c in numeric else "BYTES", shape=[len(values)])
+        if c in numeric:
+            tensor.contents.fp64_contents.extend(math.nan if v is None else float(v) for v in values)
+        else:
+            tensor.contents.bytes_contents.extend(str(v).encode() for v in values)
+    req.outputs.add(name=output)
+    return bytes(req.SerializeToString())
+
+
+def grpc_probabilities(raw: bytes, output: str) -> list[float]:
+    from parity.server.proto import open_inference_grpc_pb2 as pb
+
+    resp = pb.ModelInferResponse.FromString(raw)
+    tensor = next(o for o in resp.outputs if o.name == output)
+    return list(tensor.contents.fp64_contents or tensor.contents.fp32_contents)
+
+
+async def measure_protocol(
+    protocol: str, port: int, payload: bytes, concurrency: int, seconds: float, warmup: float, server_pid: int
+) -> LoadResult:
+    """One fixed-duration closed-loop run against REST (``port``) or gRPC (``port``)."""
+    import grpc
+
+    closers: list[Callable[[], Coroutine[Any, Any, Any]]] = []
+    if protocol == "rest":
+        request = http_request(payload)
+
+        async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+            async def close() -> None:
+                writer.close()
+
+            closers.append(close)
+            return lambda: rest_call(reader, writer, request)
+    else:
+        # One channel (one HTTP/2 connection) multiplexing every in-flight call, as gRPC clients do.
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        method = channel.unary_unary(f"/inference.GRPCInferenceService/ModelInfer")
+        closers.append(channel.close)
+
+        async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:
+            return lambda: method(payload)
+
+    s0, c0 = proc_cpu_seconds(server_pid), self_cpu_seconds()
+    latencies, elapsed = await closed_loop(concurrency, seconds, warmup, make_worker)
+    s1, c1 = proc_cpu_seconds(server_pid), self_cpu_seconds()
+    for close in closers:
+        await close()
+    arr = np.asarray(latencies) * 1000
+    total = elapsed + warmup  # CPU counters include the warm-up
+    return LoadResult(
+        protocol, concurrency, len(arr), round(elapsed, 3), len(arr) / elapsed,
+        float(np.percentile(arr, 50)), float(np.percentile(arr, 99)),
+        round((c1 - c0) / total, 3), round((s1 - s0) / total, 3),
+    )  # fmt: skip
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"parity server exited with {proc.returncode} during start-up")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("parity server not ready")
+
+
+def grpc_vs_rest(
+    paths: Paths, artifact: Path, output: str, seconds: float, warmup: float, repeats: int
+) -> dict[str, Any]:
+    """REST and gRPC single-row on one parity process (CPU 1), closed-loop client on CPU 0."""
+    import grpc
+    import httpx
+
+    expected = json.loads((paths.models / "expected.json").read_text())["p1_rows_1"]
+    rest_port, grpc_port = free_port(), free_port()
+    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port))]
+    log_path = paths.out / "grpc_vs_rest_server.log"
+    rest_body = (paths.payloads / "parity_1.json").read_bytes()
+    grpc_body = grpc_request_bytes(paths, 1, output)
+    results: list[LoadResult] = []
+    with log_path.open("w") as logf:
+        proc = subprocess.Popen(cmd, env={**os.environ, **SERVER_ENV}, stdout=logf, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(rest_port, proc)
+            # Same answer over both protocols, and the same as sklearn's predict_proba.
+            rest = httpx.post(f"http://127.0.0.1:{rest_port}/v2/models/{MODEL_NAME}/infer", content=rest_body)
+            p_rest = next(o for o in rest.json()["outputs"] if o["name"] == output)["data"]
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                raw = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(grpc_body, timeout=10)
+            p_grpc = grpc_probabilities(raw, output)
+            diff = max(abs(a - b) for a, b in zip([*p_rest, *p_grpc], expected * 2, strict=True))
+            if diff >= 1e-6:
+                raise RuntimeError(f"parity answers differ from sklearn by {diff:.2e}")
+            log(f"gRPC vs REST: server pid {proc.pid} on CPU 1, client on CPU 0; max |dp| vs sklearn {diff:.1e}")
+            with pinned({0}):
+                for k in range(repeats):
+                    for conc in (1, 32):
+                        order = ("rest", "grpc") if k % 2 == 0 else ("grpc", "rest")
+                        for protocol in order:
+                            port, body = (rest_port, rest_body) if protocol == "rest" else (grpc_port, grpc_body)
+                            r = asyncio.run(measure_protocol(protocol, port, body, conc, seconds, warmup, proc.pid))
+                            results.append(r)
+                            log(f"  {protocol:4} c{conc:<2} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+                                f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  server cpu {r.server_cpu:.2f}")  # fmt: skip
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    summary: dict[str, dict[str, float]] = {}
+    for protocol in ("rest", "grpc"):
+        for conc in (1, 32):
+            rs = [r for r in results if r.protocol == protocol and r.concurrency == conc]
+            summary[f"{protocol}_c{conc}"] = {
+                "rps": statistics.median(r.rps for r in rs),
+                "p50_ms": statistics.median(r.p50_ms for r in rs),
+                "p99_ms": statistics.median(r.p99_ms for r in rs),
+                "client_cpu": statistics.median(r.client_cpu for r in rs),
+                "server_cpu": statistics.median(r.server_cpu for r in rs),
+            }
+    return {"runs": [asdict(r) for r in results], "summary": summary, "max_abs_diff_vs_sklearn": diff}
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def summary_of(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get("summary", {}))
+
+
+def fmt(x: float | None, spec: str = ".0f") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
+    """Print the parity-vs-peers table, the goals, gRPC vs REST and workers scaling; return the goals."""
+    full = json.loads(paths.peers_json.read_text()) if paths.peers_json.is_file() else {}
+    summ = full.get("summary", {})
+    unpinned = summary_of(paths.unpinned_json)
+
+    def get(s: dict[str, Any], server: str, scenario: str, key: str) -> float | None:
+        v = s.get(server, {}).get(scenario, {}).get(key)
+        return None if v is None else float(v)
+
+    runs = full.get("runs", [])
+    print(f"\n== peer table ({len(runs)} run(s), medians; server on CPU 1, wrk on CPU 0) ==")
+    print("loadavg per run: " + "; ".join(f"run {r['run']}: {r['loadavg']}" for r in runs))
+    servers = ["parity", "parity-workers2", FLOOR, "mlserver", "mlflow", "bentoml"]
+    present = [s for s in servers if s in summ]
+    missing = [s for s in servers if s not in summ]
+    if missing:
+        print(f"not in this run / failed: {missing}")
+    for sc in SCENARIOS:
+        print(f"\n{sc}")
+        head = f"  {'server':18}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs floor':>10}{'parity/x':>10}"
+        print(head)
+        p_rps = get(summ, "parity", sc, "rps_median")
+        for s in present:
+            rps = get(summ, s, sc, "rps_median")
+            label = s + (" *" if s == "parity-workers2" else "")
+            print(
+                f"  {label:18}{fmt(rps):>9}{fmt(get(summ, s, sc, 'rows_per_s_median')):>10}"
+                f"{fmt(get(summ, s, sc, 'p50_ms_median'), '.2f'):>9}{fmt(get(summ, s, sc, 'p99_ms_median'), '.2f'):>9}"
+                f"{fmt(get(summ, s, sc, 'rps_vs_floor'), '.3f'):>10}{fmt(ratio(p_rps, rps), '.2f'):>10}"
+            )
+    if "parity-workers2" in summ:
+        print("  * parity-workers2 here: 2 workers sharing CPU 1 (the harness pins every server to one core)")
+    if "_inproc" in summ:
+        ip = summ["_inproc"]
+        print("\nin-process ceiling (CPU 1): " + "; ".join(f"{k} {v['calls_per_s_median']:.0f} calls/s" for k, v in ip.items()))
+
+    goals: dict[str, Any] = {}
+
+    def goal(key: str, text: str, value: float | None, ok: bool | None) -> None:
+        goals[key] = {"value": value, "met": ok}
+        state = "n/a " if ok is None else ("MET " if ok else "MISS")
+        print(f"  [{state}] {text}")
+
+    print("\n== goals ==")
+    r32 = get(summ, "parity", "1row_c32", "rps_vs_floor")
+    goal("c32_vs_floor", f"1 row, 32 conns: parity/floor req/s = {fmt(r32, '.3f')} (goal >= {GOAL_C32_VS_FLOOR})",
+         r32, None if r32 is None else r32 >= GOAL_C32_VS_FLOOR)  # fmt: skip
+    pp, fp = get(summ, "parity", "1row_c1", "p99_ms_median"), get(summ, FLOOR, "1row_c1", "p99_ms_median")
+    slack = None if pp is None or fp is None else pp - fp
+    goal("p99_c1", f"1 row, 1 conn: parity p99 {fmt(pp, '.2f')} ms vs floor {fmt(fp, '.2f')} ms "
+         f"(+{fmt(slack, '.2f')} ms; goal <= +{GOAL_P99_SLACK_MS} ms)",
+         slack, None if slack is None else slack <= GOAL_P99_SLACK_MS)  # fmt: skip
+    rows = ratio(get(summ, "parity", "100row_c8", "rows_per_s_median"), get(summ, FLOOR, "100row_c8", "rows_per_s_median"))
+    goal("rows100_vs_floor", f"100 rows, 8 conns: parity/floor rows/s = {fmt(rows, '.3f')} (goal >= {GOAL_ROWS_VS_FLOOR})",
+         rows, None if rows is None else rows >= GOAL_ROWS_VS_FLOOR)  # fmt: skip
+    if protocols:
+        ps = protocols["summary"]
+        for conc in (1, 32):
+            g, r = ps[f"grpc_c{conc}"]["rps"], ps[f"rest_c{conc}"]["rps"]
+            goal(f"grpc_c{conc}", f"gRPC vs REST single-row, {conc} in flight: {g:.0f} vs {r:.0f} req/s "
+                 f"(x{g / r:.2f}; goal >= 1)", g / r, g >= r)  # fmt: skip
+    for sc in ("1row_c32", "100row_c8"):
+        w2 = get(unpinned, "parity-workers2", sc, "rps_median")
+        w1 = get(summ, "parity", sc, "rps_median")
+        sc_ratio = ratio(w2, w1)
+        goal(f"workers2_{sc}", f"{sc}: --workers 2 on both cores / 1 worker on CPU 1 = {fmt(sc_ratio, '.2f')} "
+             f"(goal >= {GOAL_WORKERS2_SCALING})", sc_ratio,
+             None if sc_ratio is None else sc_ratio >= GOAL_WORKERS2_SCALING)  # fmt: skip
+
+    if protocols:
+        print("\n== gRPC vs REST (parity, 1 row; server on CPU 1, closed-loop client on CPU 0; medians) ==")
+        print(f"  {'case':10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'client cpu':>12}{'server cpu':>12}")
+        for key, v in protocols["summary"].items():
+            print(f"  {key:10}{v['rps']:>9.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}"
+                  f"{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}")  # fmt: skip
+    if unpinned:
+        print("\n== separate run: parity servers UNPINNED (both cores), wrk on CPU 0 (competes with the server) ==")
+        print(f"  {'server':18}{'scenario':11}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs pinned 1w':>14}")
+        for s in ("parity", "parity-workers2"):
+            for sc in SCENARIOS:
+                rps = get(unpinned, s, sc, "rps_median")
+                print(
+                    f"  {s:18}{sc:11}{fmt(rps):>9}{fmt(get(unpinned, s, sc, 'rows_per_s_median')):>10}"
+                    f"{fmt(get(unpinned, s, sc, 'p50_ms_median'), '.2f'):>9}"
+                    f"{fmt(get(unpinned, s, sc, 'p99_ms_median'), '.2f'):>9}"
+                    f"{fmt(ratio(rps, get(summ, 'parity', sc, 'rps_median')), '.2f'):>14}"
+                )
+        up = json.loads(paths.unpinned_json.read_text())
+        print("  loadavg: " + "; ".join(r["loadavg"] for r in up.get("runs", [])))
+    return goals
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=2, help="harness runs (whole table) and gRPC/REST repeats")
+    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per scenario")
+    parser.add_argument("--only", default="floor,mlflow,mlserver,bentoml,parity", help="servers in the peer table")
+    parser.add_argument("--no-unpinned", action="store_true", help="skip the --workers 2 run on both cores")
+    parser.add_argument("--no-grpc", action="store_true", help="skip gRPC vs REST")
+    parser.add_argument("--rebuild", action="store_true", help="re-package the parity artifact")
+    parser.add_argument("--report-only", action="store_true", help="print the last results again")
+    args = parser.parse_args()
+    paths = Paths(BENCH_ROOT)
+    paths.out.mkdir(parents=True, exist_ok=True)
+
+    if args.report_only:
+        saved = json.loads(paths.summary_json.read_text()) if paths.summary_json.is_file() else {}
+        report(paths, saved.get("grpc_vs_rest"))
+        return
+
+    load: dict[str, str] = {"start": loadavg()}
+    log(f"BENCH_ROOT={paths.root}; loadavg {load['start']}")
+    copy_harness(PEERS_SRC, paths.harness)
+    ensure_built(paths)
+    artifact = package_parity(paths, args.rebuild)
+    output = probability_output(artifact)
+    spec = write_spec(paths, artifact, write_rest_bodies(paths, output))
+    common = ["--extra", str(spec), "--runs", str(args.runs), "--seconds", str(args.seconds)]
+
+    load["peers_start"] = loadavg()
+    run_harness(paths, [*common, "--only", args.only], stdout=paths.out / "peers_RESULTS.md")
+    load["peers_end"] = loadavg()
+    if not args.no_unpinned:
+        paths.unpinned_json.parent.mkdir(parents=True, exist_ok=True)
+        run_harness(
+            paths,
+            ["--extra", str(spec), "--only", "parity", "--runs", "1", "--seconds", str(args.seconds),
+             "--no-inproc", "--out", str(paths.unpinned_json)],
+            env={"SERVER_CPU": "0,1"},
+            stdout=paths.unpinned_json.with_name("stdout.md"),
+        )  # fmt: skip
+        load["unpinned_end"] = loadavg()
+    protocols = None
+    if not args.no_grpc:
+        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs))
+        load["grpc_end"] = loadavg()
+    goals = report(paths, protocols)
+    load["end"] = loadavg()
+    print("\nloadavg (1/5/15 min) at phases: " + "; ".join(f"{k}: {' '.join(v.split()[:3])}" for k, v in load.items()))
+    paths.summary_json.write_text(
+        json.dumps({"loadavg": load, "goals": goals, "grpc_vs_rest": protocols,
+                    "peers_results": str(paths.peers_json), "unpinned_results": str(paths.unpinned_json)}, indent=1)
+    )  # fmt: skip
+    print(f"full results: {paths.peers_json}, {paths.unpinned_json}, {paths.summary_json}")
+
+
+if __name__ == "__main__":
+    main()
