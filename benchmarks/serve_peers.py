@@ -165,8 +165,9 @@ def ensure_built(paths: Paths) -> None:
     log("building the harness venvs / model / bodies (first run: several minutes)")
     prep = paths.root / "run" / "prepare"
     prep.mkdir(parents=True, exist_ok=True)
-    run_harness(paths, ["--only", "floor", "--runs", "1", "--seconds", "1", "--no-inproc",
-                        "--out", str(prep / "results.json")])  # fmt: skip
+    run_harness(
+        paths, ["--only", "floor", "--runs", "1", "--seconds", "1", "--no-inproc", "--out", str(prep / "results.json")]
+    )
     missing = sorted(set(("core", *BUILTIN_PEERS)) - set(built_venvs(paths)))
     if missing:
         log(f"venvs that failed to build (skipped in the table): {missing}; see {paths.root}/logs/pip_*.log")
@@ -194,10 +195,10 @@ def package_parity(paths: Paths, rebuild: bool) -> Path:
 
     target = paths.artifact
     joblib_path = paths.models / "churn.joblib"
-    if target.is_dir() and any(target.iterdir()) and not rebuild:
-        if target.stat().st_mtime >= joblib_path.stat().st_mtime:
-            log(f"reusing parity artifact {target}")
-            return target
+    fresh = target.is_dir() and any(target.iterdir()) and target.stat().st_mtime >= joblib_path.stat().st_mtime
+    if fresh and not rebuild:
+        log(f"reusing parity artifact {target}")
+        return target
     shutil.rmtree(target, ignore_errors=True)
     mm = import_make_model(paths)
     pipe = joblib.load(joblib_path)  # our own benchmark file
@@ -239,12 +240,16 @@ def write_rest_bodies(paths: Paths, output: str) -> dict[int, Path]:
         cols, data = rows_columns(paths, n)
         body = {
             "inputs": [
-                {"name": c, "datatype": "FP64" if c in numeric else "BYTES", "shape": [len(data)],
-                 "data": [r[i] for r in data]}
+                {
+                    "name": c,
+                    "datatype": "FP64" if c in numeric else "BYTES",
+                    "shape": [len(data)],
+                    "data": [r[i] for r in data],
+                }
                 for i, c in enumerate(cols)
             ],
             "outputs": [{"name": output}],
-        }  # fmt: skip
+        }
         out[n] = paths.payloads / f"parity_{n}.json"
         out[n].write_text(json.dumps(body, separators=(",", ":")))
     return out
@@ -275,9 +280,14 @@ def write_spec(paths: Paths, artifact: Path, bodies: dict[int, Path]) -> Path:
     }
     specs = [
         {"name": "parity", "version": version, "port": 18090, "cmd": server_cmd(artifact, "{port}"), **common},
-        {"name": "parity-workers2", "version": version + ", --workers 2", "port": 18091,
-         "cmd": server_cmd(artifact, "{port}", workers=2), **common},
-    ]  # fmt: skip
+        {
+            "name": "parity-workers2",
+            "version": version + ", --workers 2",
+            "port": 18091,
+            "cmd": server_cmd(artifact, "{port}", workers=2),
+            **common,
+        },
+    ]
     paths.spec.write_text(json.dumps(specs, indent=1))
     return paths.spec
 
@@ -427,7 +437,7 @@ async def measure_protocol(
     else:
         # One channel (one HTTP/2 connection) multiplexing every in-flight call, as gRPC clients do.
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        method = channel.unary_unary(f"/inference.GRPCInferenceService/ModelInfer")
+        method = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
         closers.append(channel.close)
 
         async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:
@@ -441,10 +451,16 @@ async def measure_protocol(
     arr = np.asarray(latencies) * 1000
     total = elapsed + warmup  # CPU counters include the warm-up
     return LoadResult(
-        protocol, concurrency, len(arr), round(elapsed, 3), len(arr) / elapsed,
-        float(np.percentile(arr, 50)), float(np.percentile(arr, 99)),
-        round((c1 - c0) / total, 3), round((s1 - s0) / total, 3),
-    )  # fmt: skip
+        protocol,
+        concurrency,
+        len(arr),
+        round(elapsed, 3),
+        len(arr) / elapsed,
+        float(np.percentile(arr, 50)),
+        float(np.percentile(arr, 99)),
+        round((c1 - c0) / total, 3),
+        round((s1 - s0) / total, 3),
+    )
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -497,8 +513,11 @@ def grpc_vs_rest(
                             port, body = (rest_port, rest_body) if protocol == "rest" else (grpc_port, grpc_body)
                             r = asyncio.run(measure_protocol(protocol, port, body, conc, seconds, warmup, proc.pid))
                             results.append(r)
-                            log(f"  {protocol:4} c{conc:<2} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                                f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  server cpu {r.server_cpu:.2f}")  # fmt: skip
+                            log(
+                                f"  {protocol:4} c{conc:<2} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+                                f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  "
+                                f"server cpu {r.server_cpu:.2f}"
+                            )
         finally:
             proc.terminate()
             try:
@@ -571,8 +590,8 @@ def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
     if "parity-workers2" in summ:
         print("  * parity-workers2 here: 2 workers sharing CPU 1 (the harness pins every server to one core)")
     if "_inproc" in summ:
-        ip = summ["_inproc"]
-        print("\nin-process ceiling (CPU 1): " + "; ".join(f"{k} {v['calls_per_s_median']:.0f} calls/s" for k, v in ip.items()))
+        ceiling = "; ".join(f"{k} {v['calls_per_s_median']:.0f} calls/s" for k, v in summ["_inproc"].items())
+        print(f"\nin-process ceiling (CPU 1): {ceiling}")
 
     goals: dict[str, Any] = {}
 
@@ -581,38 +600,39 @@ def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
         state = "n/a " if ok is None else ("MET " if ok else "MISS")
         print(f"  [{state}] {text}")
 
+    def at_least(value: float | None, bound: float) -> bool | None:
+        return None if value is None else value >= bound
+
     print("\n== goals ==")
     r32 = get(summ, "parity", "1row_c32", "rps_vs_floor")
-    goal("c32_vs_floor", f"1 row, 32 conns: parity/floor req/s = {fmt(r32, '.3f')} (goal >= {GOAL_C32_VS_FLOOR})",
-         r32, None if r32 is None else r32 >= GOAL_C32_VS_FLOOR)  # fmt: skip
+    text = f"1 row, 32 conns: parity/floor req/s = {fmt(r32, '.3f')} (goal >= {GOAL_C32_VS_FLOOR})"
+    goal("c32_vs_floor", text, r32, at_least(r32, GOAL_C32_VS_FLOOR))
     pp, fp = get(summ, "parity", "1row_c1", "p99_ms_median"), get(summ, FLOOR, "1row_c1", "p99_ms_median")
     slack = None if pp is None or fp is None else pp - fp
-    goal("p99_c1", f"1 row, 1 conn: parity p99 {fmt(pp, '.2f')} ms vs floor {fmt(fp, '.2f')} ms "
-         f"(+{fmt(slack, '.2f')} ms; goal <= +{GOAL_P99_SLACK_MS} ms)",
-         slack, None if slack is None else slack <= GOAL_P99_SLACK_MS)  # fmt: skip
-    rows = ratio(get(summ, "parity", "100row_c8", "rows_per_s_median"), get(summ, FLOOR, "100row_c8", "rows_per_s_median"))
-    goal("rows100_vs_floor", f"100 rows, 8 conns: parity/floor rows/s = {fmt(rows, '.3f')} (goal >= {GOAL_ROWS_VS_FLOOR})",
-         rows, None if rows is None else rows >= GOAL_ROWS_VS_FLOOR)  # fmt: skip
+    text = f"1 row, 1 conn: parity p99 {fmt(pp, '.2f')} ms vs floor {fmt(fp, '.2f')} ms "
+    text += f"(difference {fmt(slack, '+.2f')} ms; goal <= +{GOAL_P99_SLACK_MS} ms)"
+    goal("p99_c1", text, slack, None if slack is None else slack <= GOAL_P99_SLACK_MS)
+    p_rows = get(summ, "parity", "100row_c8", "rows_per_s_median")
+    rows = ratio(p_rows, get(summ, FLOOR, "100row_c8", "rows_per_s_median"))
+    text = f"100 rows, 8 conns: parity/floor rows/s = {fmt(rows, '.3f')} (goal >= {GOAL_ROWS_VS_FLOOR})"
+    goal("rows100_vs_floor", text, rows, at_least(rows, GOAL_ROWS_VS_FLOOR))
     if protocols:
         ps = protocols["summary"]
         for conc in (1, 32):
             g, r = ps[f"grpc_c{conc}"]["rps"], ps[f"rest_c{conc}"]["rps"]
-            goal(f"grpc_c{conc}", f"gRPC vs REST single-row, {conc} in flight: {g:.0f} vs {r:.0f} req/s "
-                 f"(x{g / r:.2f}; goal >= 1)", g / r, g >= r)  # fmt: skip
+            text = f"gRPC vs REST single-row, {conc} in flight: {g:.0f} vs {r:.0f} req/s (x{g / r:.2f}; goal >= 1)"
+            goal(f"grpc_c{conc}", text, g / r, g >= r)
     for sc in ("1row_c32", "100row_c8"):
-        w2 = get(unpinned, "parity-workers2", sc, "rps_median")
-        w1 = get(summ, "parity", sc, "rps_median")
-        sc_ratio = ratio(w2, w1)
-        goal(f"workers2_{sc}", f"{sc}: --workers 2 on both cores / 1 worker on CPU 1 = {fmt(sc_ratio, '.2f')} "
-             f"(goal >= {GOAL_WORKERS2_SCALING})", sc_ratio,
-             None if sc_ratio is None else sc_ratio >= GOAL_WORKERS2_SCALING)  # fmt: skip
+        w2 = ratio(get(unpinned, "parity-workers2", sc, "rps_median"), get(summ, "parity", sc, "rps_median"))
+        text = f"{sc}: --workers 2 on both cores / 1 worker on CPU 1 = {fmt(w2, '.2f')}"
+        goal(f"workers2_{sc}", text + f" (goal >= {GOAL_WORKERS2_SCALING})", w2, at_least(w2, GOAL_WORKERS2_SCALING))
 
     if protocols:
         print("\n== gRPC vs REST (parity, 1 row; server on CPU 1, closed-loop client on CPU 0; medians) ==")
         print(f"  {'case':10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'client cpu':>12}{'server cpu':>12}")
         for key, v in protocols["summary"].items():
-            print(f"  {key:10}{v['rps']:>9.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}"
-                  f"{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}")  # fmt: skip
+            cells = f"{v['rps']:>9.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}"
+            print(f"  {key:10}{cells}{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}")
     if unpinned:
         print("\n== separate run: parity servers UNPINNED (both cores), wrk on CPU 0 (competes with the server) ==")
         print(f"  {'server':18}{'scenario':11}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs pinned 1w':>14}")
@@ -667,11 +687,22 @@ def main() -> None:
         paths.unpinned_json.parent.mkdir(parents=True, exist_ok=True)
         run_harness(
             paths,
-            ["--extra", str(spec), "--only", "parity", "--runs", "1", "--seconds", str(args.seconds),
-             "--no-inproc", "--out", str(paths.unpinned_json)],
+            [
+                "--extra",
+                str(spec),
+                "--only",
+                "parity",
+                "--runs",
+                "1",
+                "--seconds",
+                str(args.seconds),
+                "--no-inproc",
+                "--out",
+                str(paths.unpinned_json),
+            ],
             env={"SERVER_CPU": "0,1"},
             stdout=paths.unpinned_json.with_name("stdout.md"),
-        )  # fmt: skip
+        )
         load["unpinned_end"] = loadavg()
     protocols = None
     if not args.no_grpc:
@@ -681,9 +712,17 @@ def main() -> None:
     load["end"] = loadavg()
     print("\nloadavg (1/5/15 min) at phases: " + "; ".join(f"{k}: {' '.join(v.split()[:3])}" for k, v in load.items()))
     paths.summary_json.write_text(
-        json.dumps({"loadavg": load, "goals": goals, "grpc_vs_rest": protocols,
-                    "peers_results": str(paths.peers_json), "unpinned_results": str(paths.unpinned_json)}, indent=1)
-    )  # fmt: skip
+        json.dumps(
+            {
+                "loadavg": load,
+                "goals": goals,
+                "grpc_vs_rest": protocols,
+                "peers_results": str(paths.peers_json),
+                "unpinned_results": str(paths.unpinned_json),
+            },
+            indent=1,
+        )
+    )
     print(f"full results: {paths.peers_json}, {paths.unpinned_json}, {paths.summary_json}")
 
 

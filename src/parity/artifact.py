@@ -43,7 +43,7 @@ from parity.errors import (
 from parity.export import export_model
 from parity.model import check_model, model_classes, reference_outputs
 from parity.postprocess import OutputPlan, Postprocess, plan_outputs
-from parity.profile import Profile, ProfileSpec, profile_frame
+from parity.profile import ColumnKind, Profile, ProfileSpec, profile_frame
 from parity.runtime import OnnxRuntime, PythonRuntime, Runtime
 from parity.schema import Signature, infer_signature
 
@@ -354,7 +354,9 @@ def package(
     out_frame = pd.DataFrame(expected["training_sample"])
     # A label is a category even when the classes are integers: profiled as numbers, 0/1 labels
     # would share one bin and a shift in the class balance could not show.
-    out_kinds = {o.name: ("categorical" if o.labels is not None else "numeric") for o in signature.outputs}
+    out_kinds: dict[str, ColumnKind] = {
+        o.name: "categorical" if o.labels is not None else "numeric" for o in signature.outputs
+    }
     out_profile = profile_frame(out_frame, ProfileSpec.from_reference(out_frame, columns=out_kinds))
     files[PROFILE_FILE] = canonical_json(
         {"format": "parity.reference/1", "inputs": profile.to_dict(), "outputs": out_profile.to_dict()}

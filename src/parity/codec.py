@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from parity.errors import SchemaError
 from parity.schema import MISSING_STRING, ColumnSpec, Signature
 
 __all__ = [
+    "ARROW_TYPES",
     "NUMPY_DTYPES",
     "decode_outputs",
     "encode_column",
@@ -34,6 +36,17 @@ NUMPY_DTYPES: dict[str, Any] = {
     "INT32": np.int32,
     "BOOL": np.bool_,
     "BYTES": object,
+}
+
+
+# Arrow type of each signature datatype: Parquet/CSV files (lake, batch predict) use these.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "FP64": pa.float64(),
+    "FP32": pa.float32(),
+    "INT64": pa.int64(),
+    "INT32": pa.int32(),
+    "BOOL": pa.bool_(),
+    "BYTES": pa.string(),
 }
 
 

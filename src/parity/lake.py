@@ -55,6 +55,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from parity.codec import ARROW_TYPES
 from parity.schema import MISSING_STRING, Signature
 
 __all__ = ["META_COLUMNS", "OUTPUT_PREFIX", "LakeWriter", "lake_column_name", "read_lake"]
@@ -65,14 +66,6 @@ OUTPUT_PREFIX = "output."
 INPUT_PREFIX = "input."
 META_COLUMNS = ("ts", "model", "model_version", "request_id", "row", "latency_ms")
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "FP64": pa.float64(),
-    "FP32": pa.float32(),
-    "INT64": pa.int64(),
-    "INT32": pa.int32(),
-    "BOOL": pa.bool_(),
-    "BYTES": pa.string(),
-}
 
 _META_SCHEMA = pa.schema(
     [
@@ -115,7 +108,7 @@ def _arrow_column(values: np.ndarray, datatype: str) -> pa.Array:
             obj = obj.copy()
             obj[missing] = None
         return pa.array(obj, type=pa.string())
-    return pa.array(values, type=_ARROW_TYPES[datatype], from_pandas=True)
+    return pa.array(values, type=ARROW_TYPES[datatype], from_pandas=True)
 
 
 def _table(records: list[_Record]) -> pa.Table:

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from parity.codec import records_to_columns
+from parity.codec import ARROW_TYPES, records_to_columns
 from parity.schema import Signature
 
 __all__ = [
@@ -47,14 +47,6 @@ FORMATS: dict[str, Format] = {
     ".ndjson": "jsonl",
 }
 
-ARROW_TYPES: dict[str, pa.DataType] = {
-    "FP64": pa.float64(),
-    "FP32": pa.float32(),
-    "INT64": pa.int64(),
-    "INT32": pa.int32(),
-    "BOOL": pa.bool_(),
-    "BYTES": pa.string(),
-}
 
 _CSV_BLOCK = 1 << 20  # bytes per CSV read; batches are re-cut to --batch-size rows anyway
 
