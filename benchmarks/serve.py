@@ -170,8 +170,9 @@ def wrk_load(port: int, payload: bytes, connections: int, duration: float) -> tu
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
         f.write(f"wrk.body = {orjson.dumps(payload.decode()).decode()}\n")
         script = f.name
+    seconds = max(1, round(duration))  # wrk takes whole seconds only ("-d3.0s" is a usage error)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script,
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script,
          f"http://127.0.0.1:{port}/v2/models/churn/infer"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip

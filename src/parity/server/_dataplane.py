@@ -28,8 +28,8 @@ import numpy as np
 
 import parity
 from parity.artifact import Artifact
-from parity.codec import NUMPY_DTYPES, encode_columns
-from parity.errors import SchemaError
+from parity.codec import NUMPY_DTYPES, encode_column, encode_columns
+from parity.errors import ParityError, SchemaError
 from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server._batching import Batcher
@@ -207,7 +207,14 @@ class DataPlane:
                     f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",
                     column=extra[0],
                 )
-            encoded = encode_columns(handle.signature, columns)
+            try:
+                encoded = encode_columns(handle.signature, columns)
+            except (TypeError, ValueError, OverflowError) as exc:
+                # SchemaError (a ValueError) is the codec's own verdict; anything else it raised comes
+                # from values it could not read at all (nested lists, numbers beyond float range).
+                if isinstance(exc, ParityError):
+                    raise
+                raise _unreadable(handle, columns, exc) from exc
             rows = len(next(iter(encoded.values())))
             try:
                 async with asyncio.timeout(self.request_timeout_s):
@@ -271,6 +278,29 @@ class DataPlane:
     def repository_index(self) -> list[dict[str, Any]]:
         """Every known model with ``name``, ``version``, ``state`` (READY/UNAVAILABLE) and ``reason``."""
         return self.repository.index()
+
+
+def _unreadable(handle: ModelHandle, columns: Mapping[str, Any], exc: BaseException) -> SchemaError:
+    """A SchemaError naming the column (and row) whose values made the codec fail with ``exc``."""
+    for spec in handle.signature.inputs:
+        values = columns.get(spec.name)
+        if values is None or isinstance(values, np.ndarray):
+            continue
+        try:
+            encode_column(spec, values)
+        except SchemaError:
+            continue
+        except Exception as column_exc:
+            for row, value in enumerate(values):
+                if isinstance(value, list | tuple | dict):
+                    return SchemaError(
+                        f"column {spec.name!r} takes one {spec.datatype} value per row; "
+                        f"received {type(value).__name__} {value!r:.80} at row {row}",
+                        column=spec.name,
+                    )
+            reason = f"column {spec.name!r}: values cannot be read as {spec.datatype} ({column_exc})"
+            return SchemaError(reason, column=spec.name)
+    return SchemaError(f"the input values cannot be read as the model's input types ({exc})")
 
 
 def _typed_outputs(handle: ModelHandle, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from parity.artifact import Artifact, load_artifact
 from parity.errors import ParityError, ParityMismatchError
-from parity.registry import Ref, Registry, parse_ref
+from parity.registry import Ref, Registry, parse_ref, validate_name
 from parity.server._batching import Batcher
 from parity.server._errors import ModelNotFound
 
@@ -75,6 +75,16 @@ class _Slot:
     @property
     def dynamic(self) -> bool:
         return self.parsed.kind in ("alias", "latest")
+
+
+def _load_ref(name: str) -> Ref:
+    """The registry ref a load request names (name, name:N or name@alias), never a server-side path."""
+    parsed = parse_ref(name)
+    if parsed.kind != "path":
+        return parsed
+    # parse_ref reads '.x', '~x' and bare words naming a local artifact directory as paths; a client
+    # must not make the server load from its filesystem, so only a valid model name passes (as latest).
+    return Ref(kind="latest", name=validate_name(name))
 
 
 BatcherFactory = Callable[[Artifact, str], Batcher]
@@ -270,7 +280,7 @@ class ModelRepository:
         async with self._lock:
             slots = [s for s in self._slots if s.name == name]
             if not slots:
-                slot = _Slot(name, parse_ref(name))  # validates the name (RegistryError -> 400)
+                slot = _Slot(name, _load_ref(name))  # validates the name (RegistryError -> 400)
                 await self._load_slot(slot)
                 self._slots.append(slot)
                 self._rebuild()

@@ -66,7 +66,10 @@ def _error(exc: BaseException) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     # Unexpected failures are logged with their traceback; the client learns nothing internal.
     message = (str(exc) or type(exc).__name__) if isinstance(exc, ParityError) else "internal server error"
-    return _json({"error": message}, status, headers)
+    try:
+        return _json({"error": message}, status, headers)
+    except orjson.JSONEncodeError:  # a message quoting a string orjson refuses (e.g. a lone surrogate)
+        return _json({"error": message.encode("utf-8", "backslashreplace").decode("utf-8")}, status, headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

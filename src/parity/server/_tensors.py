@@ -159,9 +159,15 @@ def loads_json(data: bytes | memoryview) -> Any:
     except orjson.JSONDecodeError as exc:
         error = exc
     try:
-        return json.loads(bytes(data))
+        value = json.loads(bytes(data))
+        # json (unlike orjson) accepts lone UTF-16 surrogate escapes ("\udc80"): such strings
+        # cannot be encoded as UTF-8 later (ONNX string tensors, response bodies), so refuse them here.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("malformed JSON in the request body: a string holds a lone UTF-16 surrogate escape") from None
     except (ValueError, RecursionError):
         raise BadRequest(f"malformed JSON in the request body: {error}") from None
+    return value
 
 
 def parse_infer_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
@@ -195,7 +201,7 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
         if spec is None:
             raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
         datatype = tensor.get("datatype")
-        if datatype not in OIP_DATATYPES:
+        if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}", column=name)
         if datatype != spec.datatype:
             raise SchemaError(f"input {name!r} expects datatype {spec.datatype}; received {datatype}", column=name)
