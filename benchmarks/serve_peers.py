@@ -21,7 +21,7 @@ and adds parity to its table with ``run_peers.sh --extra``:
 7. prints parity vs the floor, MLServer and MLflow with the issue's goals, and writes everything
    to ``$BENCH_ROOT/parity/serve_peers.json``.
 
-    python benchmarks/serve_peers.py                 # everything (~15 min once the venvs exist)
+    python benchmarks/serve_peers.py                 # everything (~20 min once the venvs exist)
     python benchmarks/serve_peers.py --runs 1 --only floor,parity   # quicker, no side venvs used
     python benchmarks/serve_peers.py --report-only   # re-print the last results
 
@@ -419,12 +419,17 @@ def grpc_probabilities(raw: bytes, output: str) -> list[float]:
 async def measure_protocol(
     protocol: str, port: int, payload: bytes, concurrency: int, seconds: float, warmup: float, server_pid: int
 ) -> LoadResult:
-    """One fixed-duration closed-loop run against REST (``port``) or gRPC (``port``)."""
+    """One fixed-duration closed-loop run against REST or gRPC on ``port``.
+
+    ``protocol`` is ``rest`` / ``grpc`` (inference with ``payload``) or ``rest-live`` / ``grpc-live``
+    (the liveness probe: what the transport alone costs in the same server).
+    """
     import grpc
 
     closers: list[Callable[[], Coroutine[Any, Any, Any]]] = []
-    if protocol == "rest":
-        request = http_request(payload)
+    if protocol.startswith("rest"):
+        live = b"GET /v2/health/live HTTP/1.1\r\nHost: bench\r\n\r\n"
+        request = live if protocol == "rest-live" else http_request(payload)
 
         async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -437,7 +442,9 @@ async def measure_protocol(
     else:
         # One channel (one HTTP/2 connection) multiplexing every in-flight call, as gRPC clients do.
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        method = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        rpc = "ServerLive" if protocol == "grpc-live" else "ModelInfer"
+        method = channel.unary_unary(f"/inference.GRPCInferenceService/{rpc}")
+        payload = b"" if protocol == "grpc-live" else payload  # an empty ServerLiveRequest
         closers.append(channel.close)
 
         async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:
@@ -507,17 +514,16 @@ def grpc_vs_rest(
             log(f"gRPC vs REST: server pid {proc.pid} on CPU 1, client on CPU 0; max |dp| vs sklearn {diff:.1e}")
             with pinned({0}):
                 for k in range(repeats):
-                    for conc in (1, 32):
-                        order = ("rest", "grpc") if k % 2 == 0 else ("grpc", "rest")
-                        for protocol in order:
-                            port, body = (rest_port, rest_body) if protocol == "rest" else (grpc_port, grpc_body)
-                            r = asyncio.run(measure_protocol(protocol, port, body, conc, seconds, warmup, proc.pid))
-                            results.append(r)
-                            log(
-                                f"  {protocol:4} c{conc:<2} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                                f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  "
-                                f"server cpu {r.server_cpu:.2f}"
-                            )
+                    cases = [("rest", 1), ("grpc", 1), ("rest", 32), ("grpc", 32), ("rest-live", 32), ("grpc-live", 32)]
+                    for protocol, conc in cases if k % 2 == 0 else cases[::-1]:
+                        is_rest = protocol.startswith("rest")
+                        port, body = (rest_port, rest_body) if is_rest else (grpc_port, grpc_body)
+                        r = asyncio.run(measure_protocol(protocol, port, body, conc, seconds, warmup, proc.pid))
+                        results.append(r)
+                        log(
+                            f"  {protocol:9} c{conc:<2} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+                            f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  server cpu {r.server_cpu:.2f}"
+                        )
         finally:
             proc.terminate()
             try:
@@ -526,9 +532,11 @@ def grpc_vs_rest(
                 proc.kill()
                 proc.wait()
     summary: dict[str, dict[str, float]] = {}
-    for protocol in ("rest", "grpc"):
+    for protocol in ("rest", "grpc", "rest-live", "grpc-live"):
         for conc in (1, 32):
             rs = [r for r in results if r.protocol == protocol and r.concurrency == conc]
+            if not rs:
+                continue
             summary[f"{protocol}_c{conc}"] = {
                 "rps": statistics.median(r.rps for r in rs),
                 "p50_ms": statistics.median(r.p50_ms for r in rs),
@@ -616,6 +624,22 @@ def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
     rows = ratio(p_rows, get(summ, FLOOR, "100row_c8", "rows_per_s_median"))
     text = f"100 rows, 8 conns: parity/floor rows/s = {fmt(rows, '.3f')} (goal >= {GOAL_ROWS_VS_FLOOR})"
     goal("rows100_vs_floor", text, rows, at_least(rows, GOAL_ROWS_VS_FLOOR))
+    for r in runs:
+
+        def scen(server: str, sc: str, rec: dict[str, Any] = r) -> dict[str, Any]:
+            return dict(rec["servers"].get(server, {}).get("scenarios", {}).get(sc, {}))
+
+        p32, f32 = scen("parity", "1row_c32"), scen(FLOOR, "1row_c32")
+        p1, f1 = scen("parity", "1row_c1"), scen(FLOOR, "1row_c1")
+        p100, f100 = scen("parity", "100row_c8"), scen(FLOOR, "100row_c8")
+        if not (p32 and f32 and p1 and f1 and p100 and f100):
+            continue
+        diff = (p1["lat_us"]["p99"] - f1["lat_us"]["p99"]) / 1000
+        print(
+            f"      run {r['run']} (parity server CPU in brackets): 1row_c32 {p32['rps'] / f32['rps']:.3f} "
+            f"[{p32['server_cpu_util']:.2f}]; 1row_c1 p99 {diff:+.2f} ms [{p1['server_cpu_util']:.2f}]; "
+            f"100row_c8 {p100['rows_per_s'] / f100['rows_per_s']:.3f} [{p100['server_cpu_util']:.2f}]"
+        )
     if protocols:
         ps = protocols["summary"]
         for conc in (1, 32):
@@ -629,23 +653,29 @@ def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
 
     if protocols:
         print("\n== gRPC vs REST (parity, 1 row; server on CPU 1, closed-loop client on CPU 0; medians) ==")
-        print(f"  {'case':10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'client cpu':>12}{'server cpu':>12}")
+        print(f"  {'case':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'client cpu':>12}{'server cpu':>12}")
         for key, v in protocols["summary"].items():
             cells = f"{v['rps']:>9.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}"
-            print(f"  {key:10}{cells}{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}")
+            print(f"  {key:14}{cells}{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}")
+        print("  *-live: the liveness probe (no model, no codec): what each transport alone costs in this server")
     if unpinned:
         print("\n== separate run: parity servers UNPINNED (both cores), wrk on CPU 0 (competes with the server) ==")
-        print(f"  {'server':18}{'scenario':11}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs pinned 1w':>14}")
+        up = json.loads(paths.unpinned_json.read_text())
+        head = f"  {'server':18}{'scenario':11}{'req/s':>9}{'rows/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        print(head + f"{'server cpu':>12}{'vs pinned 1w':>14}")
         for s in ("parity", "parity-workers2"):
             for sc in SCENARIOS:
                 rps = get(unpinned, s, sc, "rps_median")
+                cpus = [
+                    r["servers"].get(s, {}).get("scenarios", {}).get(sc, {}).get("server_cpu_util") for r in up["runs"]
+                ]
+                cpu = statistics.median(c for c in cpus if c is not None) if any(c is not None for c in cpus) else None
                 print(
                     f"  {s:18}{sc:11}{fmt(rps):>9}{fmt(get(unpinned, s, sc, 'rows_per_s_median')):>10}"
                     f"{fmt(get(unpinned, s, sc, 'p50_ms_median'), '.2f'):>9}"
-                    f"{fmt(get(unpinned, s, sc, 'p99_ms_median'), '.2f'):>9}"
+                    f"{fmt(get(unpinned, s, sc, 'p99_ms_median'), '.2f'):>9}{fmt(cpu, '.2f'):>12}"
                     f"{fmt(ratio(rps, get(summ, 'parity', sc, 'rps_median')), '.2f'):>14}"
                 )
-        up = json.loads(paths.unpinned_json.read_text())
         print("  loadavg: " + "; ".join(r["loadavg"] for r in up.get("runs", [])))
     return goals
 
@@ -685,24 +715,10 @@ def main() -> None:
     load["peers_end"] = loadavg()
     if not args.no_unpinned:
         paths.unpinned_json.parent.mkdir(parents=True, exist_ok=True)
-        run_harness(
-            paths,
-            [
-                "--extra",
-                str(spec),
-                "--only",
-                "parity",
-                "--runs",
-                "1",
-                "--seconds",
-                str(args.seconds),
-                "--no-inproc",
-                "--out",
-                str(paths.unpinned_json),
-            ],
-            env={"SERVER_CPU": "0,1"},
-            stdout=paths.unpinned_json.with_name("stdout.md"),
-        )
+        # Both parity entries again, with the harness's server pinning widened to both cores.
+        unpinned = [*common, "--only", "parity", "--no-inproc", "--out", str(paths.unpinned_json)]
+        out = paths.unpinned_json.with_name("stdout.md")
+        run_harness(paths, unpinned, env={"SERVER_CPU": "0,1"}, stdout=out)
         load["unpinned_end"] = loadavg()
     protocols = None
     if not args.no_grpc:

@@ -58,9 +58,42 @@ def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
     return int(np.flatnonzero(~ok)[0])
 
 
+def _numbers_from_list(values: list[Any]) -> np.ndarray | None:
+    """A JSON-decoded list of numbers and nulls as float64 (NaN for null), vectorised by Arrow.
+
+    None when the list holds anything else: the element-wise path then names the bad value.
+    """
+    try:
+        arrow = pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    t = arrow.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
+        return None
+    if pa.types.is_integer(t) and arrow.null_count == 0:
+        return np.asarray(arrow.to_numpy(zero_copy_only=False))
+    return np.asarray(arrow.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
 def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
     """Return a numeric column as the signature's numpy dtype, or raise SchemaError."""
-    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if type(values) is list and len(values) >= _LIST_MIN_ROWS:
+        fast = _numbers_from_list(values)
+        if fast is not None:
+            values = fast
+    if type(values) is list:
+        # np.asarray would turn [1.0, "a"] into strings; keep the values as objects instead
+        # so the check below names the first non-number and its row.
+        try:
+            arr = np.asarray(values)
+        except ValueError:  # ragged: a list among the values
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+        if arr.dtype.kind not in "fiub" or arr.ndim != 1:
+            arr = np.empty(len(values), dtype=object)
+            arr[:] = values
+    else:
+        arr = values if isinstance(values, np.ndarray) else np.asarray(values)
     if arr.dtype.kind in "fiub":
         out = arr.astype(np.float64, copy=False) if arr.dtype.kind == "b" else arr
     elif arr.dtype.kind == "O":
@@ -98,7 +131,7 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
         if spec.datatype in ("INT64", "INT32") and not np.all(np.floor(out) == out):
             row = int(np.flatnonzero(np.floor(out) != out)[0])
             raise SchemaError(
-                f"column {spec.name!r} expects {spec.datatype} integers; received {out[row]!r} at row {row}",
+                f"column {spec.name!r} expects {spec.datatype} integers; received {out[row].item()!r} at row {row}",
                 column=spec.name,
             )
     target = NUMPY_DTYPES[spec.datatype]
@@ -120,6 +153,7 @@ def _encode_bool(spec: ColumnSpec, values: Any) -> np.ndarray:
 
 
 _ARROW_MIN_ROWS = 64  # below this a Python loop beats the Arrow round trip
+_LIST_MIN_ROWS = 16  # JSON lists from this length on are converted by Arrow
 
 
 def _encode_text_arrow(spec: ColumnSpec, arr: Any) -> np.ndarray | None:
