@@ -58,21 +58,24 @@ def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
     return int(np.flatnonzero(~ok)[0])
 
 
-def _numbers_from_list(values: list[Any]) -> np.ndarray | None:
-    """A JSON-decoded list of numbers and nulls as float64 (NaN for null), vectorised by Arrow.
+_NUMBER_TYPES = frozenset({float, int, type(None)})
 
-    None when the list holds anything else: the element-wise path then names the bad value.
+
+def _numbers_from_list(values: list[Any]) -> np.ndarray | None:
+    """A JSON-decoded list of numbers and nulls as one numpy array (NaN for null), in C loops.
+
+    None when the list holds anything else (text, bools, nested lists, out-of-range integers):
+    the element-wise path then names the bad value and its row.
     """
+    types = set(map(type, values))
+    if not types <= _NUMBER_TYPES:
+        return None
     try:
-        arrow = pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        if int in types and len(types) == 1:
+            return np.array(values, dtype=np.int64)
+        return np.array(values, dtype=np.float64)  # None -> NaN
+    except (OverflowError, ValueError):
         return None
-    t = arrow.type
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)):
-        return None
-    if pa.types.is_integer(t) and arrow.null_count == 0:
-        return np.asarray(arrow.to_numpy(zero_copy_only=False))
-    return np.asarray(arrow.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
@@ -153,7 +156,7 @@ def _encode_bool(spec: ColumnSpec, values: Any) -> np.ndarray:
 
 
 _ARROW_MIN_ROWS = 64  # below this a Python loop beats the Arrow round trip
-_LIST_MIN_ROWS = 16  # JSON lists from this length on are converted by Arrow
+_LIST_MIN_ROWS = 1  # JSON lists of numbers take the C conversion from this length on
 
 
 def _encode_text_arrow(spec: ColumnSpec, arr: Any) -> np.ndarray | None:
@@ -180,7 +183,33 @@ def _encode_text_arrow(spec: ColumnSpec, arr: Any) -> np.ndarray | None:
     return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
 
 
+_TEXT_TYPES = frozenset({str, type(None)})
+
+
+def _text_from_list(spec: ColumnSpec, values: list[Any]) -> np.ndarray | None:
+    """A JSON-decoded list of strings and nulls as an object array; None if it holds anything else."""
+    types = set(map(type, values))
+    if not types <= _TEXT_TYPES:
+        return None
+    if type(None) in types:
+        if not spec.nullable:
+            row = values.index(None)
+            raise SchemaError(
+                f"column {spec.name!r} is not nullable (training data had no missing values); "
+                f"received null at row {row}",
+                column=spec.name,
+            )
+        values = [MISSING_STRING if v is None else v for v in values]
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
 def _encode_text(spec: ColumnSpec, values: Any) -> np.ndarray:
+    if type(values) is list:
+        fast = _text_from_list(spec, values)
+        if fast is not None:
+            return fast
     if not isinstance(values, np.ndarray) and hasattr(values, "null_count"):
         fast = _encode_text_arrow(spec, values)
         if fast is not None:

@@ -19,8 +19,9 @@ throughput of threaded ones for 100-row requests), long ones in a worker thread 
 releases the GIL, and the loop keeps parsing requests meanwhile). The inline row limit starts at
 ``inline_max_rows`` and after every run halves when a run of that size took longer than
 ``inline_budget_ms`` (default 1 ms; ``PARITY_INLINE_BUDGET_MS``, 0 = always a thread) or doubles
-when it took under a quarter of it. If a merged batch fails, its requests are retried one by one
-so a failure stays with the request that caused it.
+when a run of twice the limit, extrapolated linearly from this run, would still fit the budget.
+If a merged batch fails, its requests are retried one by one so a failure stays with the request
+that caused it.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class Batcher:
             limit = self.inline_max_rows
             if elapsed > budget and rows <= limit:
                 self.inline_max_rows = limit // 2
-            elif elapsed < budget / 4 and rows * 2 >= limit:
+            elif rows * 2 >= limit and elapsed * 2 * max(limit, 1) / rows < budget:
+                # Linear extrapolation: a run of twice the current limit would still fit the budget.
                 self.inline_max_rows = min(_INLINE_CEILING, max(1, limit * 2))
         return out
 
