@@ -83,6 +83,8 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
     if type(values) is list and len(values) >= _LIST_MIN_ROWS:
         fast = _numbers_from_list(values)
         if fast is not None:
+            if spec.nullable and spec.datatype == "FP64" and fast.dtype == np.float64:
+                return fast  # the common serving case: nothing left to check
             values = fast
     if type(values) is list:
         # np.asarray would turn [1.0, "a"] into strings; keep the values as objects instead
