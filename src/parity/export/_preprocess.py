@@ -42,11 +42,16 @@ class Origin:
 
 @dataclass
 class Block:
-    """A group of columns as one ONNX tensor ``[N, k]``."""
+    """A group of columns as one ONNX tensor ``[N, k]``, or as ``k`` tensors ``[N, 1]`` for text.
+
+    Text columns stay separate (``columns``): the encoders work column by column anyway, and
+    concatenating then slicing string tensors copies every string twice (~1.5 ms per 10k rows).
+    """
 
     tensor: str
     is_text: bool
     origins: list[Origin | None]
+    columns: list[str] | None = None
 
     @property
     def width(self) -> int:
@@ -78,7 +83,7 @@ def raw_inputs(b: GraphBuilder, signature: Signature) -> dict[str, Block]:
         name = b.add_input(spec.name, types[spec.datatype], ["N"])
         col = b.node("Unsqueeze", [name, axes], f"{spec.name}_2d")
         if spec.datatype == "BYTES":
-            blocks[spec.name] = Block(col, True, [None])
+            blocks[spec.name] = Block(col, True, [None], columns=[col])
         else:
             if spec.datatype != "FP64":
                 col = b.cast(col, TensorProto.DOUBLE, f"{spec.name}_f64")
@@ -94,10 +99,23 @@ def concat(b: GraphBuilder, blocks: list[Block]) -> Block:
     if len(kinds) != 1:
         raise ExportError("cannot mix text and numeric columns in one transformer input; split them")
     origins = [o for blk in blocks for o in blk.origins]
-    return Block(b.node("Concat", [blk.tensor for blk in blocks], "concat", axis=1), blocks[0].is_text, origins)
+    if blocks[0].is_text and all(blk.columns is not None for blk in blocks):
+        return Block("", True, origins, columns=[c for blk in blocks for c in blk.columns or []])
+    tensors = [_whole(b, blk) for blk in blocks]
+    return Block(b.node("Concat", tensors, "concat", axis=1), blocks[0].is_text, origins)
+
+
+def _whole(b: GraphBuilder, block: Block) -> str:
+    """The block as one ``[N, k]`` tensor (concatenating separate text columns if needed)."""
+    if block.tensor:
+        return block.tensor
+    cols = block.columns or []
+    return cols[0] if len(cols) == 1 else b.node("Concat", cols, "concat", axis=1)
 
 
 def _slice(b: GraphBuilder, block: Block, j: int) -> str:
+    if block.columns is not None:
+        return block.columns[j]
     starts = b.const(np.array([j], dtype=np.int64), "start")
     ends = b.const(np.array([j + 1], dtype=np.int64), "end")
     axes = b.const(np.array([1], dtype=np.int64), "axes")
@@ -171,6 +189,15 @@ def _simple_imputer(b: GraphBuilder, block: Block, est: Any) -> Block:
             "remove that column from the training data",
             step=_step_name(est),
         )
+    if block.is_text and block.columns is not None:
+        if getattr(est, "indicator_", None) is not None:
+            raise ExportError("SimpleImputer(add_indicator=True) on text columns is not supported", step="SimpleImputer")
+        imputed = []
+        for j, col in enumerate(block.columns):
+            mask_j = _missing_mask(b, Block(col, True, [None]), est.missing_values, est)
+            fill_j = b.const(np.array([[str(stats[j])]], dtype=object), "fill")
+            imputed.append(b.node("Where", [mask_j, fill_j, col], "imputed"))
+        return Block("", True, list(block.origins), columns=imputed)
     mask = _missing_mask(b, block, est.missing_values, est)
     if block.is_text:
         fill = b.const(np.array([[str(v) for v in stats]], dtype=object), "fill")
