@@ -99,12 +99,18 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m parity.server`` in a subprocess, with its log in a file."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_path: Path, env: dict[str, str] | None = None, *, grpc: bool = False
+    ) -> None:
         self.port = free_port()
+        self.grpc_port = free_port() if grpc else 0
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        cmd = [sys.executable, "-m", "parity.server", *args, "--port", str(self.port), "--grpc-port", "0"]
-        full_env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+        cmd = [sys.executable, "-m", "parity.server", *args, "--port", str(self.port)]
+        cmd += ["--grpc-port", str(self.grpc_port)]
+        # A PARITY_TOKEN from the caller's shell must not leak in: tests pass tokens explicitly.
+        inherited = {k: v for k, v in os.environ.items() if k != "PARITY_TOKEN"}
+        full_env = {**inherited, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,30 +24,23 @@ from parity.schema import MISSING_STRING, Signature
 from parity.server._grpc_codec import decode_infer_request
 from parity.server.proto import open_inference_grpc_pb2 as pb
 from parity.server.proto import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.server.conftest import ModelEnv, free_port
+from tests.server.conftest import ModelEnv, ServerProcess
 
 TOKEN = "s3cret"
 MAX_REQUEST_BYTES = 256 * 1024
 COLUMNS = (("age", "FP64"), ("income", "FP64"), ("plan", "BYTES"))
 
 
-class GrpcServer:
-    """``python -m parity.server`` with gRPC on, in a subprocess, logging to a file."""
+class GrpcServer(ServerProcess):
+    """The shared server launcher with gRPC on, ready when the gRPC health service says SERVING."""
 
     def __init__(self, ref: Path, log_path: Path, *extra: str, tls: tuple[Path, Path] | None = None) -> None:
-        self.port = free_port()
-        self.grpc_port = free_port()
+        args = [str(ref), "--lake", "none", "--reload-interval", "0", *extra]
+        if tls is not None:
+            args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+        super().__init__(args, log_path, grpc=True)
         self.address = f"127.0.0.1:{self.grpc_port}"
         self.tls = tls
-        self.log_path = log_path
-        cmd = [sys.executable, "-m", "parity.server", str(ref), "--port", str(self.port)]
-        cmd += ["--grpc-port", str(self.grpc_port), "--lake", "none", "--reload-interval", "0", *extra]
-        if tls is not None:
-            cmd += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-        env.pop("PARITY_TOKEN", None)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
     def channel(self) -> grpc.Channel:
         """A channel to the gRPC port (TLS-verified against the test certificate when TLS is on)."""
@@ -78,23 +68,9 @@ class GrpcServer:
                 time.sleep(0.05)
         raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        """Everything the server wrote so far."""
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> int:
         """SIGTERM, wait, return the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return int(self.proc.returncode)
+        return self.terminate()
 
 
 @pytest.fixture(scope="module")
