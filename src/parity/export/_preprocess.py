@@ -189,9 +189,9 @@ def _simple_imputer(b: GraphBuilder, block: Block, est: Any) -> Block:
             "remove that column from the training data",
             step=_step_name(est),
         )
+    if block.is_text and getattr(est, "indicator_", None) is not None:
+        raise ExportError("SimpleImputer(add_indicator=True) on text columns is not supported", step="SimpleImputer")
     if block.is_text and block.columns is not None:
-        if getattr(est, "indicator_", None) is not None:
-            raise ExportError("SimpleImputer(add_indicator=True) on text columns is not supported", step="SimpleImputer")
         imputed = []
         for j, col in enumerate(block.columns):
             mask_j = _missing_mask(b, Block(col, True, [None]), est.missing_values, est)
@@ -207,8 +207,6 @@ def _simple_imputer(b: GraphBuilder, block: Block, est: Any) -> Block:
     indicator = getattr(est, "indicator_", None)
     if indicator is None:
         return out
-    if block.is_text:
-        raise ExportError("SimpleImputer(add_indicator=True) on text columns is not supported", step="SimpleImputer")
     features = [int(f) for f in indicator.features_]
     flags = b.cast(mask, TensorProto.DOUBLE, "indicator")
     idx = b.const(np.array(features, dtype=np.int64), "ind_idx")
