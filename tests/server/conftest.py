@@ -163,26 +163,28 @@ def start_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
         server.terminate()
 
 
+def shared_server_args(model_env: ModelEnv, lake: Path) -> list[str]:
+    """Arguments of the shared server: churn@production, a lake, 1 MiB request limit, 3 s timeout."""
+    return [
+        "churn@production",
+        "--registry",
+        str(model_env.registry_root),
+        "--lake",
+        str(lake),
+        "--max-request-bytes",
+        str(1024 * 1024),
+        "--request-timeout",
+        "3",
+        "--reload-interval",
+        "0",
+    ]
+
+
 @pytest.fixture(scope="module")
 def server(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """The shared server: churn@production, lake on, 1 MiB request limit, 3 s request timeout."""
     root = tmp_path_factory.mktemp("server")
-    proc = ServerProcess(
-        [
-            "churn@production",
-            "--registry",
-            str(model_env.registry_root),
-            "--lake",
-            str(root / "lake"),
-            "--max-request-bytes",
-            str(1024 * 1024),
-            "--request-timeout",
-            "3",
-            "--reload-interval",
-            "0",
-        ],
-        root / "server.log",
-    )
+    proc = ServerProcess(shared_server_args(model_env, root / "lake"), root / "server.log")
     try:
         proc.wait_ready()
         yield proc

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.conftest import ModelEnv, ServerProcess
+from tests.server.conftest import ModelEnv, ServerProcess, shared_server_args
 
 needs_schemathesis = pytest.mark.skipif(
     importlib.util.find_spec("schemathesis") is None,
@@ -178,21 +178,7 @@ def test_no_server_errors_on_the_served_document(
 ) -> None:
     # A server of its own, configured like the shared one: this run may unload the model (schemathesis
     # picks the name up from responses), which must not leak into other tests.
-    server = start_server(
-        [
-            "churn@production",
-            "--registry",
-            str(model_env.registry_root),
-            "--lake",
-            str(tmp_path / "lake"),
-            "--max-request-bytes",
-            str(1024 * 1024),
-            "--request-timeout",
-            "3",
-            "--reload-interval",
-            "0",
-        ]
-    )
+    server = start_server(shared_server_args(model_env, tmp_path / "lake"))
     server.wait_ready()
     run_schemathesis(server.url + "/openapi.json", tmp_path)
     assert server.proc.poll() is None, server.log()
