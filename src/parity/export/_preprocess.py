@@ -4,7 +4,8 @@ scikit-learn computes preprocessing in float64; skl2onnx's converters store cons
 (and onnxruntime has no double kernel for the ``ai.onnx.ml`` Imputer/Scaler), which moves values
 across tree split thresholds. So every supported transformer is written here from standard ONNX
 ops on double tensors (imputation as ``IsNaN`` + ``Where``, scaling as ``Sub``/``Div``,
-encoders as ``Equal`` against the fitted categories), reproducing scikit-learn bit for bit.
+encoders as a ``LabelEncoder`` hash lookup for text or ``Equal`` against the fitted numeric
+categories), reproducing scikit-learn bit for bit. Text columns stay separate ``[N, 1]`` tensors.
 
 Each block of columns carries its *origin*: for every feature, the raw column it came from and
 the affine map ``feature = (raw - offset) / scale``, so split thresholds found in the estimator
