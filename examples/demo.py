@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from parity.schema import MISSING_STRING
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-out"
 BIN = Path(sys.executable).parent
@@ -110,7 +112,7 @@ def serve_and_query(env: dict[str, str], rows: pd.DataFrame) -> dict[str, Any]:
         for spec in inputs:
             values = rows[spec["name"]]
             if spec["datatype"] == "BYTES":
-                arr = np.array([("\ue000" if pd.isna(v) else v) for v in values], dtype=object)
+                arr = np.array([(MISSING_STRING if pd.isna(v) else v) for v in values], dtype=object)
             else:
                 arr = values.to_numpy(dtype=np.float64 if spec["datatype"] == "FP64" else np.int64)
             tensor = grpcclient.InferInput(spec["name"], [len(rows)], spec["datatype"])

@@ -188,7 +188,7 @@ class Artifact:
         frame, expected = self.parity_sample()
         report, _ = run_parity_check(
             lambda _f: expected,
-            lambda f: self.runtime.predict(encode_frame(self.signature, f)),
+            predict_with(self.signature, self.runtime.predict),
             {"stored_sample": frame},
             tolerance=float(self.manifest["parity"]["tolerance"]),
             precision=str(self.manifest["parity"]["precision"]),

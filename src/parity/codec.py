@@ -396,8 +396,10 @@ def decode_outputs(
         return pd.DataFrame(dict(zip(names, arrays, strict=True)), index=index)
 
 
-def records_to_columns(signature: Signature, records: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Turn row records (``[{column: value}]``) into columns, naming the row of a missing key."""
+def records_to_columns(
+    signature: Signature, records: Sequence[Mapping[str, Any]], *, reject_extra: bool = False
+) -> dict[str, list[Any]]:
+    """Turn row records (``[{column: value}]``) into columns, naming the row of a missing (or extra) key."""
     cols: dict[str, list[Any]] = {spec.name: [] for spec in signature.inputs}
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
@@ -406,4 +408,7 @@ def records_to_columns(signature: Signature, records: Sequence[Mapping[str, Any]
             if name not in rec:
                 raise SchemaError(f"instance {i} is missing input {name!r}", column=name)
             bucket.append(rec[name])
+        if reject_extra and len(rec) != len(cols):
+            extra = next(k for k in rec if k not in cols)
+            raise SchemaError(f"instance {i} has unknown input {extra!r}; the model takes {list(cols)}", column=extra)
     return cols

@@ -25,7 +25,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Lifespan
 
-from parity.errors import ParityError, SchemaError
+from parity.codec import records_to_columns
+from parity.errors import ParityError
 from parity.server._dataplane import DataPlane
 from parity.server._errors import BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized, status_for
 from parity.server._logging import request_id_var
@@ -202,20 +203,7 @@ def build_rest_app(
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             raise BadRequest('the request body must be {"instances": [{column: value, ...}, ...]}')
-        names = handle.signature.input_names
-        known = handle.input_names
-        columns: dict[str, list[Any]] = {n: [] for n in names}
-        for i, rec in enumerate(instances):
-            if not isinstance(rec, dict):
-                raise BadRequest(f"instance {i} must be an object of column: value; got {type(rec).__name__}")
-            for n in names:
-                if n not in rec:
-                    raise SchemaError(f"instance {i} is missing input {n!r}", column=n)
-                columns[n].append(rec[n])
-            if len(rec) != len(names):
-                extra = next(k for k in rec if k not in known)
-                raise SchemaError(f"instance {i} has unknown input {extra!r}; the model takes {names}", column=extra)
-        return columns
+        return records_to_columns(handle.signature, instances, reject_extra=True)
 
     async def v1_predict(request: Request) -> Response:
         name = request.path_params["name"]
