@@ -17,6 +17,8 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
     ├── RegistryError               registry operation failed
     │   └── NotFoundError           unknown model, version or alias
     ├── ProfileError                a profile cannot be built, read or merged
+    ├── LakeError                   the prediction lake cannot be written (path, disk, options)
+    │   └── LakeFullError           the lake queue has no room for a request's rows
     └── MissingDependencyError      an optional extra is not installed
 """
 
@@ -26,6 +28,8 @@ __all__ = [
     "ArtifactError",
     "ExportError",
     "IntegrityError",
+    "LakeError",
+    "LakeFullError",
     "MissingDependencyError",
     "NotFoundError",
     "ParityError",
@@ -92,6 +96,14 @@ class NotFoundError(RegistryError, LookupError):
 
 class ProfileError(ParityError):
     """A data profile cannot be built, read or merged."""
+
+
+class LakeError(ParityError):
+    """The prediction lake cannot be written: unusable path, failing disk or invalid options."""
+
+
+class LakeFullError(LakeError):
+    """The lake queue has no room for a request's rows (overflow policy ``shed``, or ``block`` timed out)."""
 
 
 class MissingDependencyError(ParityError, ImportError):

@@ -110,7 +110,8 @@ class ServerProcess:
         cmd += ["--grpc-port", str(self.grpc_port)]
         # A PARITY_TOKEN from the caller's shell must not leak in: tests pass tokens explicitly.
         inherited = {k: v for k, v in os.environ.items() if k != "PARITY_TOKEN"}
-        full_env = {**inherited, "OPENBLAS_NUM_THREADS": "1", **(env or {})}
+        # A short SIGTERM drain keeps teardown quick; drain tests pass --drain themselves.
+        full_env = {**inherited, "OPENBLAS_NUM_THREADS": "1", "PARITY_DRAIN": "0.2", **(env or {})}
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
 

@@ -46,12 +46,10 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
             await dp.infer("churn", "1", {**columns, "zip": [1, 2, 3, 4]}, request_id="r2", protocol="grpc")
         assert info.value.column == "zip"
         with pytest.raises(SchemaError, match="income"):
-            await dp.infer(
-                "churn", None, {**columns, "income": [1.0, None, 2.0, 3.0]}, request_id="r3", protocol="rest"
-            )
+            await dp.infer("churn", None, {**columns, "income": [1.0, None, 2.0, 3.0]}, request_id="r3", protocol="v2")
         for name, version in (("nope", None), ("churn", "2"), ("churn", "x")):
             with pytest.raises(ModelNotFound):
-                await dp.infer(name, version, columns, request_id="r4", protocol="rest")
+                await dp.infer(name, version, columns, request_id="r4", protocol="v2")
         assert [m["state"] for m in dp.repository_index()] == ["READY"]
         await dp.unload("churn")
         with pytest.raises(ModelNotFound, match="unloaded"):
@@ -66,7 +64,7 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
     table = read_lake(tmp_path / "lake")
     assert table.num_rows == 4 and table.column("request_id").to_pylist() == ["r1"] * 4
     text = dp.metrics.render().decode()
-    assert 'parity_requests_total{model="churn",protocol="grpc",status="OK",version="1"} 1.0' in text
-    assert 'parity_request_errors_total{model="churn",protocol="grpc",status="INVALID_ARGUMENT",version="1"}' in text
-    assert 'parity_request_errors_total{model="_unknown",protocol="rest",status="404",version=""} 1.0' in text
-    assert 'parity_request_errors_total{model="churn",protocol="rest",status="404",version=""} 2.0' in text
+    assert 'parity_requests_total{code="200",model="churn",protocol="grpc",version="1"} 1.0' in text
+    assert 'parity_request_errors_total{code="400",model="churn",protocol="grpc",version="1"}' in text
+    assert 'parity_request_errors_total{code="404",model="_unknown",protocol="v2",version=""} 1.0' in text
+    assert 'parity_request_errors_total{code="404",model="churn",protocol="v2",version=""} 2.0' in text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from parity.lake import LakeWriter, read_lake
+from parity.errors import LakeError, LakeFullError
+from parity.lake import LakeWriter, partitions, read_lake
 from parity.schema import MISSING_STRING, ColumnSpec, OutputSpec, Signature
 
 SIG = Signature(
@@ -68,7 +73,7 @@ def test_rows_schema_and_nulls(tmp_path: Path) -> None:
 
 
 def test_queue_bound_and_closed_writer_drop(tmp_path: Path) -> None:
-    lake = LakeWriter(tmp_path, flush_interval_s=60, max_queue_rows=10)
+    lake = LakeWriter(tmp_path, flush_interval_s=60, max_queue_rows=10, overflow="drop")
     inputs, outputs = _request(6)
     common = {"model": "m", "version": 1, "signature": SIG, "request_id": "r", "latency_ms": 1.0}
     assert lake.write(inputs=inputs, outputs=outputs, **common)  # type: ignore[arg-type]
@@ -78,15 +83,130 @@ def test_queue_bound_and_closed_writer_drop(tmp_path: Path) -> None:
     assert (lake.written, lake.dropped) == (6, 12)
 
 
-def test_failed_write_is_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_startup_check_refuses_an_unwritable_root(tmp_path: Path) -> None:
     blocker = tmp_path / "lake"
     blocker.write_text("not a directory")
-    lake = LakeWriter(blocker, flush_interval_s=60)
+    with pytest.raises(LakeError, match="not writable"):
+        LakeWriter(blocker, flush_interval_s=60)
+
+
+def test_failed_write_keeps_rows_and_retries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A file where the model's partition directory must go: every write fails until it is removed.
+    (tmp_path / "model=m").write_text("in the way")
+    lake = LakeWriter(tmp_path, flush_interval_s=0.05)
     inputs, outputs = _request(3)
-    lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0)
+    assert lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1)
+    deadline = time.monotonic() + 10
+    while lake.healthy and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not lake.healthy and lake.status()["error"] and lake.queued == 3
+    assert (lake.written, lake.dropped) == (0, 0)
+    (tmp_path / "model=m").unlink()
+    while not lake.healthy and time.monotonic() < deadline:
+        time.sleep(0.02)
     lake.close()
-    assert (lake.written, lake.dropped) == (0, 3)
-    assert "dropped 3 row(s)" in caplog.text
+    assert (lake.written, lake.dropped, lake.queued) == (3, 0, 0)
+    assert lake.last_flush is not None and "retrying" in caplog.text
+    assert read_lake(tmp_path).num_rows == 3
+
+
+def test_block_waits_for_room_and_times_out(tmp_path: Path) -> None:
+    (tmp_path / "model=m").write_text("in the way")  # writes fail: the queue cannot drain
+    lake = LakeWriter(tmp_path, flush_interval_s=0.05, max_queue_rows=8)
+    inputs, outputs = _request(6)
+    common = {"model": "m", "version": 1, "signature": SIG, "request_id": "r", "latency_ms": 1.0}
+    assert lake.write(inputs=inputs, outputs=outputs, **common)  # type: ignore[arg-type]
+    assert not lake.write(inputs=inputs, outputs=outputs, timeout=0.2, **common)  # type: ignore[arg-type]
+    assert lake.blocked == 6 and lake.dropped == 6
+
+    async def wait_then_fit() -> bool:
+        task = asyncio.ensure_future(lake.put(inputs=inputs, outputs=outputs, timeout=10, **common))  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        assert not task.done()  # blocked: no room while the write keeps failing
+        await asyncio.to_thread((tmp_path / "model=m").unlink)
+        return await task
+
+    assert asyncio.run(wait_then_fit())
+    with pytest.raises(LakeFullError, match="exceeds the lake queue bound"):
+        asyncio.run(lake.put(inputs=_request(9)[0], outputs=_request(9)[1], **common))  # type: ignore[arg-type]
+    lake.close()
+    assert lake.written == 12
+
+
+def test_shed_refuses_when_full(tmp_path: Path) -> None:
+    (tmp_path / "model=m").write_text("in the way")
+    lake = LakeWriter(tmp_path, flush_interval_s=60, max_queue_rows=8, overflow="shed")
+    inputs, outputs = _request(6)
+    common = {"model": "m", "version": 1, "signature": SIG, "request_id": "r", "latency_ms": 1.0}
+    assert asyncio.run(lake.put(inputs=inputs, outputs=outputs, **common))  # type: ignore[arg-type]
+    assert not lake.has_room(6)
+    with pytest.raises(LakeFullError, match="full"):
+        asyncio.run(lake.put(inputs=inputs, outputs=outputs, **common))  # type: ignore[arg-type]
+    (tmp_path / "model=m").unlink()
+    lake.close()
+    assert (lake.written, lake.dropped) == (6, 0)
+
+
+def test_rotation_by_size_and_unsafe_model_names(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path, flush_interval_s=60, file_bytes=1) as lake:
+        for r in range(3):
+            inputs, outputs = _request(4, start=4 * r)
+            lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id=f"{r}",
+                       latency_ms=1)  # fmt: skip
+            lake.flush()
+        with pytest.raises(LakeError, match="cannot be a lake partition"):
+            lake.write(model="../../x", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r",
+                       latency_ms=1)  # fmt: skip
+    assert len(list(tmp_path.rglob("part-*.parquet"))) == 3
+    assert not (tmp_path.parent / "x").exists()
+
+
+_CRASH = """
+import os, sys
+import numpy as np
+from tests.server.test_lake import SIG, _request
+from parity.lake import LakeWriter
+lake = LakeWriter(sys.argv[1], flush_interval_s=3600, durability="ack")
+for r in range(5):
+    inputs, outputs = _request(7, start=7 * r)
+    ok = lake.write(model="m", version=3, signature=SIG, inputs=inputs, outputs=outputs, request_id=f"a{r}",
+                    latency_ms=1)
+    assert ok
+os._exit(9)  # no close, no flush: like kill -9
+"""
+
+
+def test_ack_mode_replays_the_wal_after_a_crash(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _CRASH, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    assert read_lake(tmp_path).num_rows == 0  # nothing was published before the crash
+    assert len(list(tmp_path.glob(".wal/*/*.arrows"))) == 1
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
+        assert lake.recovered == 35
+    table = read_lake(tmp_path)
+    assert table.num_rows == 35 and sorted(set(table.column("request_id").to_pylist())) == [f"a{r}" for r in range(5)]
+    assert table.column("n").to_pylist() == list(range(35))
+    assert not list(tmp_path.glob(".wal/*"))
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:  # replaying twice publishes nothing twice
+        assert lake.recovered == 0
+    assert read_lake(tmp_path).num_rows == 35
+
+
+def test_partitions_prune_by_model_version_and_window(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
+        for version, days in ((1, 3), (2, 0)):
+            inputs, outputs = _request(2)
+            ts = (now - timedelta(days=days)).timestamp()
+            lake.write(model="churn", version=version, signature=SIG, inputs=inputs, outputs=outputs,
+                       request_id="r", latency_ms=1, ts=ts)  # fmt: skip
+    assert [p.version for p in partitions(tmp_path)] == [1, 2]
+    assert [p.version for p in partitions(tmp_path, version=2)] == [2]
+    assert partitions(tmp_path, model="other") == []
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    assert [p.version for p in partitions(tmp_path, since=now - timedelta(days=1))] == [2]
+    assert [p.version for p in partitions(tmp_path, until=midnight)] == [1]  # [since, until): today excluded
+    assert all(len(p.files) == 1 for p in partitions(tmp_path))
 
 
 def test_background_flush_and_filters(tmp_path: Path) -> None:

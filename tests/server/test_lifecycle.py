@@ -34,7 +34,7 @@ def _infer_body(rows: Any) -> dict[str, Any]:
 
 def test_token_and_repository_extension(start_server: type[ServerProcess], model_env: ModelEnv) -> None:
     server = start_server(
-        ["churn@production", "--registry", str(model_env.registry_root), "--lake", "none"],
+        ["churn@production", "--registry", str(model_env.registry_root), "--lake", "none", "--enable-repository-api"],
         env={"PARITY_TOKEN": "s3cret"},
     )
     server.wait_ready()
@@ -58,7 +58,7 @@ def test_token_and_repository_extension(start_server: type[ServerProcess], model
             tc.unload_model("churn", headers=auth)
             assert c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers=auth).status_code == 404
             assert "unloaded" in c.get("/v2/models/churn", headers=auth).json()["error"]
-            assert c.get("/v2/health/ready").status_code == 200  # an unloaded model does not make the server unready
+            assert c.get("/v2/health/ready").status_code == 503  # no model served: not ready
             tc.load_model("churn", headers=auth)
             assert tc.is_model_ready("churn", headers=auth)
         finally:

@@ -330,8 +330,8 @@ def test_concurrent_requests_are_batched_and_each_gets_its_rows(server: ServerPr
     requests = _metric(after, "parity_batch_size_requests_sum") - _metric(before, "parity_batch_size_requests_sum")
     assert requests == len(frame)
     assert batches < requests, "no batch merged more than one request"
-    ok = _metric(after, "parity_requests_total", model="churn", status="200", protocol="rest")
+    ok = _metric(after, "parity_requests_total", model="churn", code="200", protocol="v2")
     assert ok >= len(frame)
-    assert _metric(after, "parity_request_errors_total", status="400") > 0
+    assert _metric(after, "parity_request_errors_total", code="400") > 0
     assert "parity_request_latency_seconds_bucket" in after and "parity_queue_depth" in after
-    assert "parity_lake_rows_written" in after
+    assert "parity_lake_rows_total" in after

@@ -1,11 +1,17 @@
 """Assemble and run the server: DataPlane + lake + REST app (+ gRPC adapter) under uvicorn.
 
 ``serve(config)`` runs uvicorn with uvloop and httptools, access log off, bounded concurrency
-and a graceful shutdown: on SIGTERM it stops accepting connections, reports not ready, lets
-in-flight requests finish, stops gRPC, drains the batchers, flushes the prediction lake and
-exits 0. ``--workers N`` runs N processes sharing one listening socket (uvicorn's supervisor;
-the config reaches them through $PARITY_SERVER_CONFIG); each process has its own DataPlane,
-metrics, hot reloader and lake files (names are unique per file), and each starts its own gRPC
+and a graceful shutdown in two steps. On SIGTERM the process reports not ready at once and keeps
+serving, in-flight and newly arriving requests alike, for ``drain_s`` seconds (load balancers
+take a moment to notice), answering with ``Connection: close``; then uvicorn stops accepting
+connections, lets in-flight requests finish, gRPC stops, the batchers drain and the prediction
+lake writes everything it acknowledged; exit 0. The lake's backpressure (``block``) and its
+durability (``ack``) are the same queue, so "answered 200" and "in the lake" stay one fact
+through the drain. Health and metrics also answer on the admin port (:mod:`._admin`).
+``--workers N`` runs N processes sharing one listening socket (uvicorn's supervisor; the config
+reaches them through $PARITY_SERVER_CONFIG, the token through a private file, metrics are summed
+in prometheus_client's multiprocess mode); each process has its own DataPlane, hot reloader and
+lake files (names are unique per file), and each starts its own gRPC
 server on the shared gRPC port (gRPC sets SO_REUSEPORT). After the models load, the heap is
 frozen (``gc.freeze``) so full collections stay cheap: it cut p99 latency at 32 connections
 from ~10-30 ms to ~4 ms on the benchmark.
@@ -35,6 +41,7 @@ from starlette.applications import Starlette
 
 from parity.lake import LakeWriter
 from parity.registry import Registry
+from parity.server._admin import AdminServer
 from parity.server._config import ENV_CONFIG, ServerConfig
 from parity.server._dataplane import DataPlane
 from parity.server._logging import configure_logging
@@ -73,17 +80,37 @@ async def _stop_grpc(server: Any, grace: float) -> None:
         log.exception("stopping the gRPC server failed")
 
 
+def make_lake(config: ServerConfig) -> LakeWriter | None:
+    """The lake writer of ``config`` (None when the lake is off); LakeError if its path is unusable."""
+    if not config.lake:
+        return None
+    return LakeWriter(
+        config.lake,
+        flush_interval_s=config.lake_flush_interval_s,
+        max_queue_rows=config.lake_max_rows,
+        max_queue_bytes=config.lake_max_bytes,
+        file_bytes=config.lake_file_bytes,
+        overflow=config.lake_overflow,  # type: ignore[arg-type]  # validated by ServerConfig
+        durability=config.lake_durability,  # type: ignore[arg-type]
+    )
+
+
 def create_app(config: ServerConfig) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
-    lake = LakeWriter(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
+    lake = make_lake(config)
     dataplane = DataPlane.from_config(config, lake=lake)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         grpc_server = None
+        admin: AdminServer | None = None
         try:
             await dataplane.start(config.reload_interval_s)
+            if config.admin_port:
+                admin = AdminServer(dataplane, config.host, config.admin_port)
+                admin.start()
             grpc_server = await _start_grpc(dataplane, config)
+            _install_drain(dataplane, config.drain_s)
             # Everything loaded so far (libraries, models) lives as long as the process: moving it
             # out of the collector's generations makes full collections cheap (lower p99).
             gc.collect()
@@ -100,9 +127,15 @@ def create_app(config: ServerConfig) -> Starlette:
             if lake is not None:
                 await asyncio.to_thread(lake.close)
                 log.info("prediction lake closed: %d row(s) written, %d dropped", lake.written, lake.dropped)
+            if admin is not None:
+                admin.stop()
 
     settings = RestSettings(
-        token=config.token, max_request_bytes=config.max_request_bytes, request_timeout_s=config.request_timeout_s
+        token=config.token,
+        max_request_bytes=config.max_request_bytes,
+        request_timeout_s=config.request_timeout_s,
+        repository_api=config.enable_repository_api,
+        log_requests=config.log_requests,
     )
     app = build_rest_app(dataplane, settings, lifespan=lifespan)
     app.state.dataplane = dataplane
@@ -118,17 +151,29 @@ def app_from_env() -> Starlette:
     return create_app(config)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn server that reports not-ready as soon as a shutdown signal arrives."""
+def _install_drain(dataplane: DataPlane, drain_s: float) -> None:
+    """Wrap uvicorn's SIGTERM handler: report not ready at once, let uvicorn shut down ``drain_s`` later.
 
-    def __init__(self, config: uvicorn.Config, dataplane: DataPlane) -> None:
-        super().__init__(config)
-        self._dataplane = dataplane
+    Wrapping the installed handler (rather than subclassing uvicorn's Server) works the same in
+    a single process and in every ``--workers`` child; a second SIGTERM stops at once.
+    """
+    original = signal.getsignal(signal.SIGTERM)
+    if drain_s <= 0 or not callable(original):
+        return
+    loop = asyncio.get_running_loop()
+    draining = False
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Start draining, then let uvicorn shut down gracefully."""
-        self._dataplane.begin_shutdown()
-        super().handle_exit(sig, frame)
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal draining
+        dataplane.begin_shutdown()
+        if draining:
+            original(signum, frame)
+            return
+        draining = True
+        log.info("SIGTERM: not ready; serving for %g s more, then shutting down", drain_s)
+        loop.call_soon_threadsafe(loop.call_later, drain_s, original, signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
@@ -145,6 +190,9 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,
+        "root_path": config.root_path,
+        "proxy_headers": config.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": config.forwarded_allow_ips,
         "ssl_certfile": config.tls_cert,
         "ssl_keyfile": config.tls_key,
         "server_header": False,
@@ -162,14 +210,41 @@ def serve(config: ServerConfig) -> None:
         registry.path(ref)
     options = _uvicorn_options(config)
     if config.workers > 1:
-        os.environ[ENV_CONFIG] = config.to_json()
-        uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
+        _serve_workers(config, options)
         return
     app = create_app(config)
-    server = _Server(uvicorn.Config(app, **options), app.state.dataplane)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
     # into a normal return, so a graceful SIGTERM exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run()
     if not server.started:
         raise SystemExit(3)
+
+
+def _serve_workers(config: ServerConfig, options: dict[str, Any]) -> None:
+    """N worker processes on one socket (uvicorn's supervisor); metrics in multiprocess mode."""
+    import tempfile
+
+    from parity.server._metrics import MULTIPROC_ENV
+
+    with tempfile.TemporaryDirectory(prefix="parity-metrics-") as metrics_dir:
+        os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+        token_dir = None
+        if config.token and not config.token_file:
+            # Workers read the token from a private file: it stays out of their environment and of `ps`.
+            token_dir = tempfile.mkdtemp(prefix="parity-token-")
+            path = os.path.join(token_dir, "token")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(config.token)
+            config.token_file = path
+        os.environ.pop("PARITY_TOKEN", None)
+        os.environ[ENV_CONFIG] = config.to_json()
+        try:
+            uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
+        finally:
+            if token_dir is not None:
+                import shutil
+
+                shutil.rmtree(token_dir, ignore_errors=True)

@@ -55,6 +55,7 @@ class _Item:
     columns: Columns
     rows: int
     future: asyncio.Future[dict[str, np.ndarray]]
+    timing: dict[str, float] | None = None
 
 
 class Batcher:
@@ -94,14 +95,19 @@ class Batcher:
         """True once :meth:`close` was called."""
         return self._closed
 
-    async def submit(self, columns: Columns, rows: int) -> dict[str, np.ndarray]:
-        """Run ``rows`` rows of typed columns, batched with concurrent requests; return their outputs."""
+    async def submit(
+        self, columns: Columns, rows: int, timing: dict[str, float] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run ``rows`` rows of typed columns, batched with concurrent requests; return their outputs.
+
+        ``timing`` (if given) receives ``start``/``end``: ``time.perf_counter()`` around the model run.
+        """
         if self._closed:
             raise ModelNotReady("this model version is being unloaded; retry to reach the active version")
         if self.max_batch_size <= 1 or rows >= self.max_batch_size:
-            return await self._run_alone(columns, rows)
+            return await self._run_alone(columns, rows, timing)
         loop = asyncio.get_running_loop()
-        item = _Item(columns, rows, loop.create_future())
+        item = _Item(columns, rows, loop.create_future(), timing)
         self._pending.append(item)
         self._pending_rows += rows
         self._idle.clear()
@@ -144,11 +150,14 @@ class Batcher:
                 self.inline_max_rows = min(_INLINE_CEILING, max(1, limit * 2))
         return out
 
-    async def _run_alone(self, columns: Columns, rows: int) -> dict[str, np.ndarray]:
+    async def _run_alone(self, columns: Columns, rows: int, timing: dict[str, float] | None) -> dict[str, np.ndarray]:
         self._running += 1
         self._idle.clear()
         try:
+            started = time.perf_counter()
             out = await self._call(columns, rows)
+            if timing is not None:
+                timing["start"], timing["end"] = started, time.perf_counter()
             if self._on_batch is not None:
                 self._on_batch(rows, 1)
             return out
@@ -195,11 +204,14 @@ class Batcher:
     async def _execute(self, batch: list[_Item]) -> None:
         if len(batch) == 1:
             item = batch[0]
+            started = time.perf_counter()
             try:
                 out = await self._call(item.columns, item.rows)
             except Exception as exc:
                 _settle(item, exc=exc)
             else:
+                if item.timing is not None:
+                    item.timing["start"], item.timing["end"] = started, time.perf_counter()
                 _settle(item, out=out)
                 if self._on_batch is not None:
                     self._on_batch(item.rows, 1)
@@ -207,6 +219,7 @@ class Batcher:
         names = list(batch[0].columns)
         merged = {name: np.concatenate([item.columns[name] for item in batch]) for name in names}
         rows = sum(item.rows for item in batch)
+        started = time.perf_counter()
         try:
             out = await self._call(merged, rows)
         except Exception:
@@ -216,8 +229,11 @@ class Batcher:
             return
         if self._on_batch is not None:
             self._on_batch(rows, len(batch))
+        ended = time.perf_counter()
         start = 0
         for item in batch:
+            if item.timing is not None:
+                item.timing["start"], item.timing["end"] = started, ended
             end = start + item.rows
             _settle(item, out={name: values[start:end] for name, values in out.items()})
             start = end

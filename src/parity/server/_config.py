@@ -40,6 +40,24 @@ class ServerConfig:
     log_level: str = "info"
     access_log: bool = False
     lake_flush_interval_s: float = 2.0
+    """Longest time a lake row waits before its Parquet file is written (rotation by time)."""
+    lake_max_rows: int = 1_000_000
+    lake_max_bytes: int = 512 * 1024 * 1024
+    lake_file_bytes: int = 64 * 1024 * 1024
+    """Rotation by size: a lake file is written once its rows hold this many Arrow bytes."""
+    lake_overflow: str = "block"
+    lake_durability: str = "buffered"
+    drain_s: float = 5.0
+    """After SIGTERM: seconds of not-ready serving (with Connection: close) before the server stops."""
+    admin_port: int | None = None
+    """Health and metrics port (None: ``port + 2``; 0 disables it)."""
+    max_inflight: int = 512
+    """Admitted requests per model version (queued + running) before new ones get 503."""
+    enable_repository_api: bool = False
+    log_requests: bool = False
+    root_path: str = ""
+    forwarded_allow_ips: str | None = None
+    token_file: str | None = None
     graceful_timeout_s: float = 30.0
     limit_concurrency: int = 2048
     """Connections + in-flight requests per process before uvicorn answers 503."""
@@ -48,8 +66,21 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         self.refs = tuple(str(r) for r in self.refs)
+        if self.token is None and self.token_file:
+            try:
+                self.token = open(self.token_file, encoding="utf-8").read().strip() or None  # noqa: SIM115
+            except OSError as exc:
+                raise ValueError(f"cannot read the token file: {exc.strerror or exc}") from None
         if self.token is None:
             self.token = os.environ.get("PARITY_TOKEN") or None
+        if self.admin_port is None:
+            self.admin_port = self.port + 2 if self.port else 0
+        if self.lake_overflow not in ("block", "shed", "drop"):
+            raise ValueError(f"lake overflow must be block, shed or drop; got {self.lake_overflow!r}")
+        if self.lake_durability not in ("buffered", "ack"):
+            raise ValueError(f"lake durability must be buffered or ack; got {self.lake_durability!r}")
+        if self.enable_repository_api and not self.token and not self.token_file:
+            raise ValueError("the repository API (load/unload) needs a token: pass --token or --token-file")
         if self.grpc_port == 0:
             self.grpc_port = None
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -60,8 +91,11 @@ class ServerConfig:
             raise ValueError(f"max_request_bytes must be positive, got {self.max_request_bytes}")
 
     def to_json(self) -> str:
-        """Serialise for worker processes."""
-        return json.dumps(asdict(self))
+        """Serialise for worker processes: never the token itself (workers read ``token_file``)."""
+        data = asdict(self)
+        if data["token_file"]:
+            data["token"] = None
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> ServerConfig:

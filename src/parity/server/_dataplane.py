@@ -18,6 +18,7 @@ Outputs are numpy arrays in the signature's types (BYTES as object arrays of ``s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -29,12 +30,12 @@ import numpy as np
 import parity
 from parity.artifact import Artifact
 from parity.codec import NUMPY_DTYPES, encode_column, encode_columns
-from parity.errors import ParityError, SchemaError
+from parity.errors import LakeFullError, ParityError, SchemaError
 from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server._batching import Batcher
 from parity.server._config import ServerConfig
-from parity.server._errors import ModelNotFound, ModelNotReady, RequestTimeout, status_for
+from parity.server._errors import ModelNotFound, ModelNotReady, Overloaded, RequestTimeout, status_for
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle, ModelRepository
 
@@ -71,9 +72,12 @@ class DataPlane:
         max_batch_size: int = 64,
         max_batch_delay_ms: float = 1.0,
         request_timeout_s: float = 30.0,
+        max_inflight: int = 512,
     ) -> None:
         self.metrics = metrics or Metrics()
         self.lake = lake
+        self.max_inflight = max(1, int(max_inflight))
+        self._inflight: dict[ModelHandle, int] = {}
         self.max_batch_size = max_batch_size
         self.max_batch_delay_ms = max_batch_delay_ms
         self.request_timeout_s = request_timeout_s
@@ -88,8 +92,11 @@ class DataPlane:
         self._stopping = False
         self._reloader: asyncio.Task[None] | None = None
         self.metrics.bind(
-            lake=(lambda: (lake.written, lake.dropped, lake.queued)) if lake is not None else None,
-            queues=lambda: [(h.name, h.version_str, h.batcher.queue_depth) for h in self.repository.handles()],
+            lake=lake,
+            queues=lambda: [
+                (h.name, h.version_str, h.batcher.queue_depth, self._inflight.get(h, 0))
+                for h in self.repository.handles()
+            ],
         )
 
     @classmethod
@@ -103,6 +110,7 @@ class DataPlane:
             max_batch_size=config.max_batch_size,
             max_batch_delay_ms=config.max_batch_delay_ms,
             request_timeout_s=config.request_timeout_s,
+            max_inflight=config.max_inflight,
         )
 
     def _make_batcher(self, artifact: Artifact, version: str) -> Batcher:
@@ -136,6 +144,11 @@ class DataPlane:
                 self.repository.run_reloader(reload_interval_s), name="parity-reloader"
             )
 
+    @property
+    def draining(self) -> bool:
+        """True once shutdown began (SIGTERM): answers carry ``Connection: close``."""
+        return self._stopping
+
     def begin_shutdown(self) -> None:
         """Report not ready from now on (the process is draining); safe to call from a signal handler."""
         self._stopping = True
@@ -156,8 +169,34 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        """True when started, not shutting down, and every configured model is ready."""
-        return self._started and not self._stopping and self.repository.all_ready()
+        """True when started, not draining, serving a model, every configured model ready and the lake writing."""
+        return all(self.readiness().values())
+
+    def readiness(self) -> dict[str, bool]:
+        """Each readiness condition by name (``lake`` is false while a ``block``-mode lake keeps failing)."""
+        lake_ok = self.lake is None or self.lake.healthy or self.lake.overflow != "block"
+        return {
+            "started": self._started,
+            "draining": not self._stopping,
+            "models": bool(self.repository.names()) and self.repository.all_ready(),
+            "lake": lake_ok,
+        }
+
+    def readiness_details(self) -> dict[str, Any]:
+        """Readiness with its reasons, for the admin port's ``/v2/health/ready``."""
+        checks = self.readiness()
+        details: dict[str, Any] = {"ready": all(checks.values()), "checks": checks}
+        if self.lake is not None:
+            details["lake"] = self.lake.status()
+        return details
+
+    def overloaded(self, name: str, version: str | int | None = None) -> bool:
+        """True when a request for this model would be refused for lack of room right now (cheap pre-check)."""
+        try:
+            handle = self.repository.get(name, version)
+        except ParityError:
+            return False
+        return self._inflight.get(handle, 0) >= self.max_inflight
 
     def server_metadata(self) -> dict[str, Any]:
         """OIP server metadata."""
@@ -191,16 +230,32 @@ class DataPlane:
         columns: Mapping[str, Any],
         *,
         request_id: str,
-        protocol: str = "rest",
+        protocol: str = "v2",
+        arrival: float | None = None,
+        timeout_s: float | None = None,
     ) -> InferResult:
-        """Validate ``columns`` (input name -> list or array), run the model batched, return typed outputs."""
-        start = time.perf_counter()
+        """Validate ``columns`` (input name -> list or array), run the model batched, log it, return typed outputs.
+
+        ``arrival`` (``time.perf_counter()`` when the request arrived) starts the latency and the
+        deadline: ``request_timeout_s`` or the client's ``timeout_s`` if shorter, queueing included.
+        """
+        start = time.perf_counter() if arrival is None else arrival
+        budget = self.request_timeout_s if timeout_s is None else min(self.request_timeout_s, max(0.0, timeout_s))
         label_model, label_version = UNKNOWN_MODEL, ""
+        handle: ModelHandle | None = None
+        admitted = False
+        timing: dict[str, float] = {}
         try:
             handle = self.repository.get(name, version)
             label_model, label_version = handle.name, handle.version_str
             if not handle.ready:
                 raise ModelNotReady(f"model {name!r} version {handle.version_str} is not ready")
+            if self._inflight.get(handle, 0) >= self.max_inflight:
+                raise Overloaded(
+                    f"model {handle.name!r} has {self.max_inflight} requests in flight (the limit); retry shortly"
+                )
+            self._inflight[handle] = self._inflight.get(handle, 0) + 1
+            admitted = True
             extra = [k for k in columns if k not in handle.input_names]
             if extra:
                 raise SchemaError(
@@ -216,52 +271,78 @@ class DataPlane:
                     raise
                 raise _unreadable(handle, columns, exc) from exc
             rows = len(next(iter(encoded.values())))
+            lake = self.lake
+            if lake is not None:
+                # Refuse before predicting what the lake could never take, or (shed) cannot take now.
+                nbytes = lake.estimate_bytes(encoded)
+                lake.check_size(rows, nbytes)
+                if lake.overflow == "shed" and not lake.has_room(rows, nbytes):
+                    raise LakeFullError("the prediction lake queue is full; retry later")
+            left = budget - (time.perf_counter() - start)
             try:
-                async with asyncio.timeout(self.request_timeout_s):
-                    raw = await handle.batcher.submit(encoded, rows)
+                if left <= 0:  # spent before the model could run (queueing, decoding): do not run it
+                    raise TimeoutError
+                async with asyncio.timeout(left):
+                    raw = await handle.batcher.submit(encoded, rows, timing)
             except TimeoutError:
                 raise RequestTimeout(
-                    f"inference did not finish within {self.request_timeout_s:g} s; the server is overloaded"
+                    f"inference did not finish within {budget:g} s of the request's arrival; the server is overloaded"
                 ) from None
             outputs = _typed_outputs(handle, raw)
+            if lake is not None:
+                left = budget - (time.perf_counter() - start)
+                try:
+                    await lake.put(
+                        model=handle.name, version=handle.version, signature=handle.signature, inputs=encoded,
+                        outputs=outputs, request_id=request_id, latency_ms=(time.perf_counter() - start) * 1000.0,
+                        timeout=max(0.0, left),
+                    )  # fmt: skip
+                except LakeFullError as exc:
+                    if lake.overflow == "block":
+                        raise RequestTimeout(
+                            f"the prediction lake had no room within the request's {budget:g} s deadline"
+                        ) from exc
+                    raise
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            status = status_for(exc)
-            code = status.grpc if protocol == "grpc" else str(status.http)
+            _mark_counted(exc)
             if isinstance(exc, ModelNotFound):
                 # A known model with an unknown version keeps its name; unknown names share one label.
                 label_model = name if name in self.repository.names() else UNKNOWN_MODEL
                 label_version = ""
-            self.metrics.record(label_model, label_version, protocol, code, None, ok=False)
+            self.metrics.record(
+                label_model, label_version, protocol, str(status_for(exc).http), time.perf_counter() - start, ok=False
+            )
             raise
-        elapsed = time.perf_counter() - start
-        ok_code = "OK" if protocol == "grpc" else "200"
-        self.metrics.record(handle.name, handle.version_str, protocol, ok_code, elapsed, ok=True)
-        if self.lake is not None:
-            self.lake.write(
-                model=handle.name,
-                version=handle.version,
-                signature=handle.signature,
-                inputs=encoded,
-                outputs=outputs,
-                request_id=request_id,
-                latency_ms=elapsed * 1000.0,
+        finally:
+            if admitted and handle is not None:
+                left_in_flight = self._inflight[handle] - 1
+                if left_in_flight:
+                    self._inflight[handle] = left_in_flight
+                else:
+                    del self._inflight[handle]
+        end = time.perf_counter()
+        self.metrics.record(handle.name, handle.version_str, protocol, "200", end - start, ok=True)
+        if "start" in timing:
+            self.metrics.observe_split(
+                handle.name, handle.version_str, timing["start"] - start, timing["end"] - timing["start"]
             )
         return InferResult(
             handle.name, handle.version_str, outputs, request_id, {o.name: o.datatype for o in handle.signature.outputs}
         )
 
-    def record_error(self, name: str, protocol: str, exc: BaseException) -> None:
-        """Count a request that failed in an adapter before reaching :meth:`infer` (e.g. bad JSON)."""
+    def record_error(self, name: str, protocol: str, exc: BaseException, seconds: float | None = None) -> None:
+        """Count a request that failed in an adapter (bad JSON, token, overload), unless :meth:`infer` did."""
+        if getattr(exc, _COUNTED, False):
+            return
+        _mark_counted(exc)
         try:
             handle: ModelHandle | None = self.repository.get(name)
         except ModelNotFound:
             handle = None
-        status = status_for(exc)
-        code = status.grpc if protocol == "grpc" else str(status.http)
         model, version = (handle.name, handle.version_str) if handle else (UNKNOWN_MODEL, "")
-        self.metrics.record(model, version, protocol, code, None, ok=False)
+        self.metrics.record(model, version, protocol, str(status_for(exc).http), seconds, ok=False)
 
     # ------------------------------------------------------------------ repository extension
 
@@ -278,6 +359,15 @@ class DataPlane:
     def repository_index(self) -> list[dict[str, Any]]:
         """Every known model with ``name``, ``version``, ``state`` (READY/UNAVAILABLE) and ``reason``."""
         return self.repository.index()
+
+
+_COUNTED = "_parity_counted"
+
+
+def _mark_counted(exc: BaseException) -> None:
+    """Flag an exception as already in the metrics (the adapter sees it again on the way out)."""
+    with contextlib.suppress(AttributeError):  # a type without a __dict__: at worst counted twice
+        setattr(exc, _COUNTED, True)
 
 
 def _unreadable(handle: ModelHandle, columns: Mapping[str, Any], exc: BaseException) -> SchemaError:

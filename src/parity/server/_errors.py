@@ -14,6 +14,8 @@ from parity.errors import (
     ArtifactError,
     ExportError,
     IntegrityError,
+    LakeError,
+    LakeFullError,
     MissingDependencyError,
     NotFoundError,
     ParityError,
@@ -30,6 +32,7 @@ __all__ = [
     "BadRequest",
     "ModelNotFound",
     "ModelNotReady",
+    "Overloaded",
     "PayloadTooLarge",
     "RequestTimeout",
     "ServerError",
@@ -67,6 +70,10 @@ class Unauthorized(ServerError):
     """A bearer token is required and the request's is missing or wrong."""
 
 
+class Overloaded(ServerError):
+    """The model has as many requests in flight as its limit allows: retry after a short pause."""
+
+
 class RequestTimeout(ServerError):
     """The request did not complete within ``request_timeout_s``."""
 
@@ -92,6 +99,8 @@ STATUS: dict[type[BaseException], Status] = {
     RegistryError: Status(400, "INVALID_ARGUMENT"),
     NotFoundError: Status(404, "NOT_FOUND"),
     ProfileError: Status(500, "INTERNAL"),
+    LakeError: Status(503, "UNAVAILABLE"),
+    LakeFullError: Status(503, "UNAVAILABLE"),
     MissingDependencyError: Status(500, "INTERNAL"),
     ServerError: Status(500, "INTERNAL"),
     ModelNotFound: Status(404, "NOT_FOUND"),
@@ -100,6 +109,7 @@ STATUS: dict[type[BaseException], Status] = {
     PayloadTooLarge: Status(413, "RESOURCE_EXHAUSTED"),
     Unauthorized: Status(401, "UNAUTHENTICATED"),
     RequestTimeout: Status(504, "DEADLINE_EXCEEDED"),
+    Overloaded: Status(503, "UNAVAILABLE"),
 }
 
 _INTERNAL = Status(500, "INTERNAL")

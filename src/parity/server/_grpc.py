@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ from parity.server._dataplane import DataPlane
 from parity.server._errors import Unauthorized, status_for
 from parity.server._grpc_codec import decode_infer_request, encode_infer_response
 from parity.server._logging import request_id_var
+from parity.server._tensors import timeout_parameter
 from parity.server.proto import open_inference_grpc_pb2 as pb
 from parity.server.proto import open_inference_grpc_pb2_grpc as pb_grpc
 
@@ -133,6 +135,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         """Decode the tensors, run the model through the DataPlane, encode the outputs."""
+        arrival = time.perf_counter()
         name = request.model_name
         version = request.model_version or None  # "" means the default (active) version
         rid = request.id or _metadata(context, "x-request-id") or uuid.uuid4().hex
@@ -143,7 +146,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             self.dp.record_error(name, "grpc", exc)  # failures inside infer() are counted there
             await _abort(context, exc)
         try:
-            result = await self.dp.infer(name, version, decoded.columns, request_id=rid, protocol="grpc")
+            # The client's deadline (gRPC's own, or the OIP `timeout` parameter) bounds the server's.
+            deadline = context.time_remaining()
+            if "timeout" in request.parameters:
+                param = timeout_parameter(request.parameters["timeout"].int64_param)
+                deadline = param if deadline is None or (param is not None and param < deadline) else deadline
+            result = await self.dp.infer(
+                name, version, decoded.columns, request_id=rid, protocol="grpc", arrival=arrival, timeout_s=deadline
+            )
         except Exception as exc:
             await _abort(context, exc)
         context.set_trailing_metadata((("x-request-id", rid),))
@@ -160,9 +170,14 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
         self.interval_s = interval_s
 
     def _status(self, service: str) -> int | None:
-        if service not in ("", SERVICE_NAME):
+        if service in ("", SERVICE_NAME):
+            return _SERVING if self.dp.ready() else _NOT_SERVING
+        # Per-model names: "<model>" or "<model>:<version>", SERVING while that model takes requests.
+        name, _, version = service.partition(":")
+        try:
+            return _SERVING if self.dp.model_ready(name, version or None) else _NOT_SERVING
+        except ParityError:
             return None
-        return _SERVING if self.dp.ready() else _NOT_SERVING
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext

@@ -1,49 +1,76 @@
 """Prometheus metrics of one server process (its own registry, so several servers can coexist).
 
-Exposed at ``GET /metrics``. Labels: ``model`` (``_unknown`` for names the server does not
-serve, so clients cannot blow up label cardinality), ``version``, ``protocol`` (``rest``,
-``v1``, ``grpc``) and ``status`` (HTTP status code for REST, gRPC code name for gRPC).
+Exposed at ``GET /metrics`` (and on the admin port). Labels: ``model`` (``_unknown`` for names the
+server does not serve, so clients cannot blow up label cardinality), ``version``, ``protocol``
+(``v2`` for OIP REST, ``v1`` for KServe V1, ``grpc``) and ``code``: the HTTP status of the
+answer on every protocol (a gRPC status maps to the HTTP code of the same error class, OK is 200),
+so one query covers all protocols. Every answered inference request is counted, refusals (401,
+413, 503) and deadlines (504) included; latency runs from the request's arrival to its answer
+and is split into queue time (waiting for a batch) and compute time (the model run). With
+``--workers N`` each worker writes its samples to ``$PROMETHEUS_MULTIPROC_DIR`` and a scrape of
+any worker returns the sum over all of them (prometheus_client's multiprocess mode).
 """
 
 from __future__ import annotations
 
+import os
+import platform
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["UNKNOWN_MODEL", "Metrics"]
+import parity
+
+if TYPE_CHECKING:
+    from parity.lake import LakeWriter
+
+__all__ = ["MULTIPROC_ENV", "UNKNOWN_MODEL", "Metrics"]
 
 UNKNOWN_MODEL = "_unknown"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
 
-LakeStats = Callable[[], tuple[int, int, int]]
-QueueDepths = Callable[[], list[tuple[str, str, int]]]
+QueueDepths = Callable[[], list[tuple[str, str, int, int]]]
 
 
 class _Callbacks(Collector):
-    """Values read at scrape time from the lake writer and the batchers."""
+    """Values read at scrape time from the lake writer and the batchers (per process)."""
 
     def __init__(self) -> None:
-        self.lake: LakeStats | None = None
+        self.lake: LakeWriter | None = None
         self.queues: QueueDepths | None = None
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        """Yield the lake counters and the queue depth gauge."""
-        written, dropped, queued = self.lake() if self.lake is not None else (0, 0, 0)
-        yield CounterMetricFamily("parity_lake_rows_written", "Rows written to the prediction lake.", value=written)
-        yield CounterMetricFamily(
-            "parity_lake_rows_dropped", "Rows the prediction lake dropped (queue full or write failed).", value=dropped
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Yield the lake counters, queue depth and in-flight gauges."""
+        lake = self.lake
+        lake_queue = GaugeMetricFamily(
+            "parity_lake_rows_queued", "Rows accepted and not yet in a published lake file.", labels=["pid"]
         )
-        yield GaugeMetricFamily("parity_lake_rows_queued", "Rows waiting for the next lake flush.", value=queued)
+        lake_queue.add_metric([str(os.getpid())], lake.queued if lake is not None else 0)
+        yield lake_queue
         depth = GaugeMetricFamily("parity_queue_depth", "Requests waiting for a batch.", labels=["model", "version"])
-        for model, version, n in self.queues() if self.queues is not None else []:
-            depth.add_metric([model, version], n)
+        inflight = GaugeMetricFamily(
+            "parity_requests_in_flight", "Admitted inference requests not answered yet.", labels=["model", "version"]
+        )
+        for model, version, queued, running in self.queues() if self.queues is not None else []:
+            depth.add_metric([model, version], queued)
+            inflight.add_metric([model, version], running)
         yield depth
+        yield inflight
 
 
 class Metrics:
@@ -52,21 +79,30 @@ class Metrics:
     def __init__(self) -> None:
         # The *_created series double the exposition size and no dashboard reads them.
         disable_created_metrics()
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "parity_requests", "Inference requests.", ["model", "version", "protocol", "status"], registry=r
-        )
-        self.errors = Counter(
-            "parity_request_errors",
-            "Failed inference requests.",
-            ["model", "version", "protocol", "status"],
-            registry=r,
-        )
+        labels = ["model", "version", "protocol", "code"]
+        self.requests = Counter("parity_requests", "Answered inference requests.", labels, registry=r)
+        self.errors = Counter("parity_request_errors", "Inference requests answered with an error.", labels, registry=r)
         self.latency = Histogram(
             "parity_request_latency_seconds",
-            "Inference request latency inside the server.",
+            "Inference request latency from arrival to answer.",
             ["model", "version", "protocol"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            "parity_request_queue_seconds",
+            "Time from arrival until the request's model run started (decode, admission, batching).",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute_time = Histogram(
+            "parity_request_compute_seconds",
+            "Duration of the model run that computed the request.",
+            ["model", "version"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -86,16 +122,42 @@ class Metrics:
         )
         self.reloads = Counter("parity_reloads", "Hot reloads that swapped the served version.", ["model"], registry=r)
         self.active_version = Gauge(
-            "parity_model_active_version", "Version served when a request names none.", ["model"], registry=r
+            "parity_model_active_version",
+            "Version served when a request names none.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="max",
         )
+        build = Gauge(
+            "parity_build_info",
+            "Build information (value 1).",
+            ["version", "python"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        build.labels(parity.__version__, platform.python_version()).set(1)
+        lake_rows = Counter("parity_lake_rows", "Lake rows by outcome: written, dropped, blocked (waited for room).",
+                            ["outcome"], registry=r)  # fmt: skip
+        self._lake_rows = {o: lake_rows.labels(o) for o in ("written", "dropped", "blocked")}
+        self.lake_last_flush = Gauge(
+            "parity_lake_last_flush_timestamp",
+            "Unix time of the last successful lake file write.",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        if not self.multiprocess:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any, Any]] = {}
+        self._split: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._callbacks = _Callbacks()
         r.register(self._callbacks)
 
-    def bind(self, *, lake: LakeStats | None = None, queues: QueueDepths | None = None) -> None:
-        """Read lake counters and queue depths from these callables at scrape time."""
+    def bind(self, *, lake: LakeWriter | None = None, queues: QueueDepths | None = None) -> None:
+        """Count the lake's row outcomes as they happen; read its queue and the batchers at scrape time."""
         if lake is not None:
             self._callbacks.lake = lake
+            lake.observe(self._lake_event)
         if queues is not None:
             self._callbacks.queues = queues
 
@@ -112,9 +174,9 @@ class Metrics:
 
         return observe
 
-    def record(self, model: str, version: str, protocol: str, status: str, seconds: float | None, ok: bool) -> None:
-        """Count one finished request."""
-        key = (model, version, protocol, status)
+    def record(self, model: str, version: str, protocol: str, code: str, seconds: float | None, ok: bool) -> None:
+        """Count one answered request (``seconds``: from arrival to answer)."""
+        key = (model, version, protocol, code)
         children = self._children.get(key)
         if children is None:
             # labels() takes a lock and builds tuples: resolve each label set once.
@@ -130,6 +192,35 @@ class Metrics:
         if seconds is not None:
             children[2].observe(seconds)
 
+    def _lake_event(self, outcome: str, rows: int) -> None:
+        self._lake_rows[outcome].inc(rows)
+        if outcome == "written":
+            self.lake_last_flush.set_to_current_time()
+
+    def observe_split(self, model: str, version: str, queue_s: float, compute_s: float) -> None:
+        """Record the queue-time / compute-time split of one successful request."""
+        children = self._split.get((model, version))
+        if children is None:
+            children = (self.queue_time.labels(model, version), self.compute_time.labels(model, version))
+            self._split[(model, version)] = children
+        children[0].observe(max(0.0, queue_s))
+        children[1].observe(max(0.0, compute_s))
+
     def render(self) -> bytes:
-        """Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """Prometheus text exposition: this process, or the sum over every worker in multiprocess mode."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        # Scrape-time values (lake, queues) are per process: this worker's, labelled with its pid.
+        return generate_latest(merged) + generate_latest(_Only(self._callbacks))
+
+
+class _Only(CollectorRegistry):
+    """A registry holding one collector (for rendering it alone)."""
+
+    def __init__(self, collector: Collector) -> None:
+        super().__init__(auto_describe=True)
+        self.register(collector)

@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,10 +26,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Lifespan
 
+from parity._ratelog import RateLimitedLog
 from parity.codec import records_to_columns
 from parity.errors import ParityError
 from parity.server._dataplane import DataPlane
-from parity.server._errors import BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized, status_for
+from parity.server._errors import BadRequest, Overloaded, PayloadTooLarge, RequestTimeout, Unauthorized, status_for
 from parity.server._logging import request_id_var
 from parity.server._openapi import openapi_document
 from parity.server._tensors import InferRequest, encode_outputs, loads_json, parse_infer_request
@@ -46,11 +48,20 @@ class RestSettings:
     """Transport settings of the REST adapter."""
 
     def __init__(
-        self, *, token: str | None = None, max_request_bytes: int = 32 * 1024 * 1024, request_timeout_s: float = 30.0
+        self,
+        *,
+        token: str | None = None,
+        max_request_bytes: int = 32 * 1024 * 1024,
+        request_timeout_s: float = 30.0,
+        repository_api: bool = False,
+        log_requests: bool = False,
     ) -> None:
         self.token = token.encode() if token else None
         self.max_request_bytes = max_request_bytes
         self.request_timeout_s = request_timeout_s
+        self.repository_api = repository_api
+        """Serve the load/unload endpoints (off by default, as in Triton; they always need the token)."""
+        self.log_requests = log_requests
 
 
 def _new_id() -> str:
@@ -64,7 +75,7 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
 
 def _error(exc: BaseException) -> Response:
     status = status_for(exc).http
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "1"} if status == 503 else None
     # Unexpected failures are logged with their traceback; the client learns nothing internal.
     message = (str(exc) or type(exc).__name__) if isinstance(exc, ParityError) else "internal server error"
     try:
@@ -111,8 +122,24 @@ def build_rest_app(
     limit = settings.max_request_bytes
     timeout = settings.request_timeout_s
 
-    def _endpoint(fn: Handler, *, protected: bool = True, timed: bool = False) -> Handler:
+    rejections: dict[int, RateLimitedLog] = {}
+
+    def _log_failure(request: Request, status: int, exc: BaseException) -> None:
+        if status >= 500 and status not in (503, 504):
+            log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc, exc_info=status == 500)
+            return
+        # Refusals come in floods under overload or attack: one line per status every few seconds.
+        limiter = rejections.get(status)
+        if limiter is None:
+            limiter = rejections[status] = RateLimitedLog(log, interval_s=5.0)
+        limiter.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+
+    def _endpoint(fn: Handler, *, protected: bool = True, timed: bool = False, protocol: str | None = None) -> Handler:
+        """Wrap a handler; ``protocol`` marks an inference route, whose every answer is counted."""
+
         async def wrapper(request: Request) -> Response:
+            arrival = time.perf_counter()
+            request.state.arrival = arrival
             rid = request.headers.get("x-request-id", "")[:128] or _new_id()
             request_id_var.set(rid)
             try:
@@ -128,12 +155,22 @@ def build_rest_app(
                     response = await fn(request)
             except Exception as exc:
                 response = _error(exc)
-                status = response.status_code
-                if status >= 500:
-                    log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc, exc_info=status == 500)
-                else:
-                    log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+                _log_failure(request, response.status_code, exc)
+                if protocol is not None:
+                    dp.record_error(request.path_params.get("name", ""), protocol, exc, time.perf_counter() - arrival)
             response.headers["x-request-id"] = rid
+            if dp.draining:
+                response.headers["connection"] = "close"  # clients reconnect elsewhere during the drain
+            if protocol is not None and settings.log_requests:
+                p = request.path_params
+                log.info(
+                    "request",
+                    extra={
+                        "model": p.get("name"), "version": p.get("version"), "protocol": protocol,
+                        "status": response.status_code, "latency_ms": round((time.perf_counter() - arrival) * 1e3, 3),
+                        "rows": getattr(request.state, "rows", None),
+                    },
+                )  # fmt: skip
             return response
 
         return wrapper
@@ -176,13 +213,15 @@ def build_rest_app(
     async def infer(request: Request) -> Response:
         p = request.path_params
         name, version = p["name"], p.get("version")
-        try:
-            req = await decode_infer(request, name, version)
-        except Exception as exc:  # failures inside dp.infer are counted there
-            dp.record_error(name, "rest", exc)
-            raise
+        if dp.overloaded(name, version):  # refuse before reading the body: overload is shed in microseconds
+            raise Overloaded(f"model {name!r} has {dp.max_inflight} requests in flight (the limit); retry shortly")
+        req = await decode_infer(request, name, version)
         rid = request_id_var.get() or _new_id()
-        result = await dp.infer(name, version, req.columns, request_id=rid, protocol="rest")
+        result = await dp.infer(
+            name, version, req.columns, request_id=rid, protocol="v2", arrival=request.state.arrival,
+            timeout_s=req.timeout_s,
+        )  # fmt: skip
+        request.state.rows = len(next(iter(result.outputs.values()), ()))
         requested = req.outputs or [(o, req.binary_output) for o in result.outputs]
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
@@ -207,13 +246,12 @@ def build_rest_app(
 
     async def v1_predict(request: Request) -> Response:
         name = request.path_params["name"]
-        try:
-            columns = await decode_v1(request, name)
-        except Exception as exc:
-            dp.record_error(name, "v1", exc)
-            raise
+        if dp.overloaded(name):
+            raise Overloaded(f"model {name!r} has {dp.max_inflight} requests in flight (the limit); retry shortly")
+        columns = await decode_v1(request, name)
         rid = request_id_var.get() or _new_id()
-        result = await dp.infer(name, None, columns, request_id=rid, protocol="v1")
+        result = await dp.infer(name, None, columns, request_id=rid, protocol="v1", arrival=request.state.arrival)
+        request.state.rows = len(next(iter(result.outputs.values()), ()))
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
         return _json({"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]})
@@ -255,8 +293,8 @@ def build_rest_app(
     versioned = "/v2/models/{name}/versions/{version}"
     # Starlette tries routes in order: the hot ones first.
     routes = [
-        Route(model + "/infer", _endpoint(infer, timed=True), methods=["POST"]),
-        Route(versioned + "/infer", _endpoint(infer, timed=True), methods=["POST"]),
+        Route(model + "/infer", _endpoint(infer, timed=True, protocol="v2"), methods=["POST"]),
+        Route(versioned + "/infer", _endpoint(infer, timed=True, protocol="v2"), methods=["POST"]),
         Route("/v2/health/live", _endpoint(live, protected=False), methods=["GET"]),
         Route("/v2/health/ready", _endpoint(ready, protected=False), methods=["GET"]),
         Route("/v2", _endpoint(server_metadata), methods=["GET"]),
@@ -264,13 +302,16 @@ def build_rest_app(
         Route(versioned + "/ready", _endpoint(model_ready), methods=["GET"]),
         Route(model, _endpoint(model_metadata), methods=["GET"]),
         Route(versioned, _endpoint(model_metadata), methods=["GET"]),
-        Route("/v1/models/{name}:predict", _endpoint(v1_predict, timed=True), methods=["POST"]),
+        Route("/v1/models/{name}:predict", _endpoint(v1_predict, timed=True, protocol="v1"), methods=["POST"]),
         Route("/v2/repository/index", _endpoint(repository_index, timed=True), methods=["POST"]),
-        Route("/v2/repository/models/{name}/load", _endpoint(repository_load), methods=["POST"]),
-        Route("/v2/repository/models/{name}/unload", _endpoint(repository_unload), methods=["POST"]),
         Route("/metrics", _endpoint(metrics), methods=["GET"]),
         Route("/openapi.json", _endpoint(openapi), methods=["GET"]),
     ]
+    if settings.repository_api:
+        routes += [
+            Route("/v2/repository/models/{name}/load", _endpoint(repository_load), methods=["POST"]),
+            Route("/v2/repository/models/{name}/unload", _endpoint(repository_unload), methods=["POST"]),
+        ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -64,6 +64,8 @@ class InferRequest:
     """Requested outputs as (name, binary); empty means every output."""
     binary_output: bool = False
     """Default of ``binary_data`` for outputs not listed (``parameters.binary_data_output``)."""
+    timeout_s: float | None = None
+    """The client's deadline (``parameters.timeout``, microseconds as in Triton), in seconds."""
 
 
 def decode_raw(name: str, datatype: str, raw: bytes | memoryview, count: int) -> np.ndarray | list[str]:
@@ -234,6 +236,15 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
     return _outputs(req, signature, InferRequest(_request_id(req), columns))
 
 
+def timeout_parameter(value: Any) -> float | None:
+    """Seconds of an OIP ``timeout`` parameter (int64 microseconds; absent or 0: no client deadline)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(f"parameters.timeout must be a non-negative integer of microseconds; got {value!r:.40}")
+    return value / 1e6 if value else None
+
+
 def _request_id(req: Mapping[str, Any]) -> str | None:
     rid = req.get("id")
     return rid if isinstance(rid, str) and rid else None
@@ -242,6 +253,7 @@ def _request_id(req: Mapping[str, Any]) -> str | None:
 def _outputs(req: Mapping[str, Any], signature: Signature, out: InferRequest) -> InferRequest:
     params = _params(req, "request")
     out.binary_output = bool(params.get("binary_data_output", False))
+    out.timeout_s = timeout_parameter(params.get("timeout"))
     wanted = req.get("outputs")
     if wanted is None:
         return out

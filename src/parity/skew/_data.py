@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from parity.errors import SchemaError
-from parity.lake import META_COLUMNS, OUTPUT_PREFIX
+from parity.lake import META_COLUMNS, OUTPUT_PREFIX, partitions
 from parity.profile import (
     BooleanSpec,
     CategoricalSpec,
@@ -142,29 +142,7 @@ class Source:
 
 def _lake_files(root: Path, model: str | None, since: datetime | None, until: datetime | None) -> dict[str, int]:
     """Return the lake's part files of ``model`` (all models when None) within the window, with their version."""
-    out: dict[str, int] = {}
-    lo = since.astimezone(UTC).date() if since else None
-    hi = until.astimezone(UTC) if until else None
-    for model_dir in sorted(root.glob("model=*")):
-        if model is not None and model_dir.name != f"model={model}":
-            continue
-        for version_dir in sorted(model_dir.glob("version=*")):
-            try:
-                version = int(version_dir.name.split("=", 1)[1])
-            except ValueError:
-                continue
-            for date_dir in sorted(version_dir.glob("date=*")):
-                try:
-                    day = date.fromisoformat(date_dir.name.split("=", 1)[1])
-                except ValueError:
-                    continue
-                # Prune whole days outside [since, until) before opening any file.
-                start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                if (lo is not None and day < lo) or (hi is not None and start >= hi):
-                    continue
-                for f in sorted(date_dir.glob("part-*.parquet")):
-                    out[str(f)] = version
-    return out
+    return {str(f): p.version for p in partitions(root, model, None, since, until) for f in p.files}
 
 
 def _footer(path: str) -> pq.FileMetaData:
