@@ -234,7 +234,11 @@ def serve(config: ServerConfig) -> None:
     # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
     # into a normal return, so a graceful SIGTERM exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 when the lifespan startup failed
+        if server.started or app.state.startup_error is None:
+            raise
     if not server.started:
         error = app.state.startup_error
         if isinstance(error, ParityError):

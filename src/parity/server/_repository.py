@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parity.artifact import Artifact, load_artifact
-from parity.errors import ParityError, ParityMismatchError
+from parity.errors import NotFoundError, ParityError, ParityMismatchError
 from parity.registry import Ref, Registry, parse_ref, validate_name
 from parity.server._batching import Batcher
 from parity.server._checks import echo
@@ -301,7 +301,11 @@ class ModelRepository:
                         "unload one or restart with the refs to serve"
                     )
                 slot = _Slot(name, parsed)
-                await self._load_slot(slot)
+                try:
+                    await self._load_slot(slot)
+                except NotFoundError as exc:
+                    # The registry's message names its storage location: a client must not learn paths.
+                    raise ModelNotFound(str(exc).replace(repr(self.registry.storage), "the registry")) from None
                 self._slots.append(slot)
                 self._rebuild()
                 return
