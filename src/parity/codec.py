@@ -8,6 +8,7 @@ same :class:`~parity.errors.SchemaError` everywhere.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,7 +52,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    # reprlib bounds depth and length: a 1,000-level nested list must not raise RecursionError.
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
