@@ -330,7 +330,7 @@ def _lgbm_threshold(t: float) -> float:
     return _LGBM_ZERO if t >= 0.0 else float(np.nextafter(-_LGBM_ZERO, -np.inf))
 
 
-def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
+def _lgbm_tree(est: Any, root: dict[str, Any], target: int, sparse: bool = False) -> Tree:
     feature: list[int] = []
     threshold: list[float] = []
     left: list[int] = []
@@ -355,7 +355,8 @@ def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
             continue
         if node["decision_type"] != "<=":
             raise _fail(est, f"categorical split {node['decision_type']!r} is not supported{_CAT}")
-        t = _lgbm_threshold(float(node["threshold"]))
+        # Stored entries of a sparse row are compared as they are (no zero band); absent ones are 0.0.
+        t = float(node["threshold"]) if sparse else _lgbm_threshold(float(node["threshold"]))
         missing = node["missing_type"]
         if missing == "NaN":
             go_left = bool(node["default_left"])
@@ -371,7 +372,7 @@ def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
     return _tree(feature, threshold, left, right, missing_left, value, target)
 
 
-def _lgbm(est: Any) -> TreeModel:
+def _lgbm(est: Any, sparse: bool = False) -> TreeModel:
     try:
         booster = est.booster_
     except Exception as exc:  # LGBMNotFittedError when unfitted
@@ -379,7 +380,7 @@ def _lgbm(est: Any) -> TreeModel:
     dump = booster.dump_model()  # like predict, limited to best_iteration when early stopping was used
     link, scale = _lgbm_link(est, str(dump["objective"]))
     k = int(dump["num_tree_per_iteration"])
-    trees = [_lgbm_tree(est, t["tree_structure"], i % k) for i, t in enumerate(dump["tree_info"])]
+    trees = [_lgbm_tree(est, t["tree_structure"], i % k, sparse) for i, t in enumerate(dump["tree_info"])]
     n_iter = len(trees) // k
     kind: Literal["proba", "values"] = "proba" if hasattr(est, "classes_") else "values"
     divisor = float(n_iter) if dump.get("average_output") else None
@@ -399,8 +400,11 @@ def _collect_thresholds(model: TreeModel) -> dict[int, NDArray[np.float64]]:
     return {f: v[np.isfinite(v)] for f, v in out.items()}
 
 
-def read_tree_model(est: Any) -> TreeModel | None:
-    """Describe a fitted tree ensemble as a :class:`TreeModel`, or None if it is not one."""
+def read_tree_model(est: Any, sparse: bool = False) -> TreeModel | None:
+    """Describe a fitted tree ensemble as a :class:`TreeModel`, or None if it is not one.
+
+    ``sparse``: the features reach the library as a scipy sparse matrix (changes LightGBM's reading).
+    """
     reader: Any
     if _family(est, _SK_TREES, "sklearn."):
         reader = lambda e: _sk_forest(e, [e])  # noqa: E731
@@ -413,7 +417,7 @@ def read_tree_model(est: Any) -> TreeModel | None:
     elif _family(est, {"XGBClassifier", "XGBRegressor"}, "xgboost"):
         reader = _xgb
     elif _family(est, {"LGBMClassifier", "LGBMRegressor"}, "lightgbm"):
-        reader = _lgbm
+        reader = lambda e: _lgbm(e, sparse)  # noqa: E731
     else:
         return None
     try:

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
+from parity.errors import ExportError
 from parity.export._builder import ML_DOMAIN, GraphBuilder
 from parity.export._contract import EstimatorGraph
 from parity.export._tree_sources import Tree, TreeModel, read_tree_model
@@ -179,18 +180,38 @@ def _float64_sum(b: GraphBuilder, x: str, m: TreeModel) -> str:
     return raw
 
 
-def export_tree_model(est: Any, b: GraphBuilder, x: str) -> EstimatorGraph | None:
-    """Append a fitted tree ensemble's exact prediction graph; None if ``est`` is not one."""
-    m = read_tree_model(est)
+def export_tree_model(
+    est: Any, b: GraphBuilder, x: str, *, sparse: bool = False, margin: bool = False
+) -> EstimatorGraph | None:
+    """Append a fitted tree ensemble's exact prediction graph; None if ``est`` is not one.
+
+    ``sparse``: the library receives the features as a scipy sparse matrix (every 0.0 absent).
+    ``margin``: return the raw scores (``decision_function``) instead of the linked output.
+    """
+    m = read_tree_model(est, sparse=sparse)
     if m is None:
         return None
     features = x
+    precision = m.precision
+    if sparse and m.float32_sum:
+        # XGBoost reads an entry absent from a sparse matrix as missing, and ColumnTransformer's
+        # sparse.hstack stores no zeros: every 0.0 (before the float32 cast) takes the default branch.
+        zero = b.node("Equal", [x, b.const(np.float64(0.0), "zero")], "absent")
+        features = b.node("Where", [zero, b.const(np.float64(np.nan), "nan"), x], "absent_as_missing")
+        precision += ";sparse-input:absent=missing"
+        m.thresholds = {f: np.unique(np.append(v, 0.0)) for f, v in m.thresholds.items()}
+    elif sparse:
+        precision += ";sparse-input:absent=0"
     if m.float32_input:
         # The library compares float32(x) with its thresholds; round exactly as numpy does.
-        features = b.cast(b.cast(x, TensorProto.FLOAT, "x_f32"), TensorProto.DOUBLE, "x_f32_as_f64")
+        features = b.cast(b.cast(features, TensorProto.FLOAT, "x_f32"), TensorProto.DOUBLE, "x_f32_as_f64")
+    thresholds: dict[int, NDArray[np.float64]] = m.thresholds
+    if margin:
+        if m.float32_sum:
+            raise ExportError(f"{type(est).__name__} has no decision_function", step=type(est).__name__)
+        return EstimatorGraph(_float64_sum(b, features, m), "decision", precision, thresholds=thresholds)
     if m.float32_sum:
         out = b.cast(_link32(b, _float32_sum(b, features, m), m), TensorProto.DOUBLE, "pred")
     else:
         out = _link64(b, _float64_sum(b, features, m), m)
-    thresholds: dict[int, NDArray[np.float64]] = m.thresholds
-    return EstimatorGraph(output=out, kind=m.kind, precision=m.precision, thresholds=thresholds)
+    return EstimatorGraph(output=out, kind=m.kind, precision=precision, thresholds=thresholds)
