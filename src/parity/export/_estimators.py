@@ -23,12 +23,12 @@ import numpy as np
 from onnx import TensorProto
 
 from parity.errors import ExportError
-from parity.export._blocks import Block, Origin, step_name
 from parity.export._builder import GraphBuilder
 from parity.export._contract import EstimatorGraph
 from parity.export._features import apply_ufunc, known_ufunc
 from parity.export._linear import export_linear_model
 from parity.export._mlp import export_mlp
+from parity.export._preprocess import Block, Origin, _step_name
 
 __all__ = ["TargetTransformed", "estimator_name", "export_estimator"]
 
@@ -54,7 +54,7 @@ def estimator_name(est: Any) -> str:
         return f"TransformedTargetRegressor({estimator_name(est.inner)})"
     if type(est).__name__ == "Pipeline":
         return estimator_name(est.steps[-1][1])
-    return step_name(est)
+    return _step_name(est)
 
 
 def _raw(origins_block: Block, graph: EstimatorGraph) -> dict[str, list[np.ndarray]]:
@@ -86,7 +86,7 @@ def _leaf(est: Any, b: GraphBuilder, block: Block, margin: bool) -> EstimatorGra
     if graph is None:
         graph = export_tree_model(est, b, block.tensor, sparse=block.sparse, margin=margin)
     if graph is None:
-        kind = step_name(est)
+        kind = _step_name(est)
         raise ExportError(f"{kind} has no exact ONNX export in parity yet", step=kind)
     if block.sparse and "sparse" not in graph.precision:
         # Linear models, MLPs and scikit-learn trees read an absent entry as 0.0, like dense.
@@ -101,13 +101,13 @@ def _response(est: Any, b: GraphBuilder, block: Block, method: Response) -> Esti
     graph = export_estimator(est, b, block, margin=method == "decision_function")
     if method == "predict" and graph.kind == "proba":
         raise ExportError(
-            f"{step_name(est)}.predict (labels) cannot feed a meta-estimator exactly", step=step_name(est)
+            f"{_step_name(est)}.predict (labels) cannot feed a meta-estimator exactly", step=_step_name(est)
         )
     return graph
 
 
 def _voting(est: Any, b: GraphBuilder, block: Block) -> EstimatorGraph:
-    kind = step_name(est)
+    kind = _step_name(est)
     classifier = kind == "VotingClassifier"
     if classifier and est.voting != "soft":
         raise ExportError("VotingClassifier(voting='hard') has no predict_proba; use voting='soft'", step=kind)
@@ -131,7 +131,7 @@ def _voting(est: Any, b: GraphBuilder, block: Block) -> EstimatorGraph:
 
 
 def _stacking(est: Any, b: GraphBuilder, block: Block) -> EstimatorGraph:
-    kind = step_name(est)
+    kind = _step_name(est)
     classifier = kind == "StackingClassifier"
     metas: list[str] = []
     members: list[EstimatorGraph] = []
@@ -191,7 +191,7 @@ def _isotonic(b: GraphBuilder, x: str, cal: Any) -> str:
 
 
 def _calibrated(est: Any, b: GraphBuilder, block: Block) -> EstimatorGraph:
-    kind = step_name(est)
+    kind = _step_name(est)
     n_classes = len(est.classes_)
     axis = b.const([1], "axis", np.int64)
     folds: list[str] = []
@@ -274,7 +274,7 @@ def _ttr(ttr: Any, inner: Any, b: GraphBuilder, block: Block) -> EstimatorGraph:
     try:
         graph = export_estimator(inner, b, block)
     except ExportError as exc:
-        inner_step = exc.step or step_name(inner)
+        inner_step = exc.step or _step_name(inner)
         raise ExportError(
             f"TransformedTargetRegressor > {exc}", step=f"TransformedTargetRegressor > {inner_step}"
         ) from exc
@@ -286,7 +286,7 @@ def export_estimator(est: Any, b: GraphBuilder, block: Block, margin: bool = Fal
     """Append ``est``'s prediction graph on ``block``; ``margin`` asks for ``decision_function``."""
     from parity.export._preprocess import apply_transformer
 
-    kind = step_name(est)
+    kind = _step_name(est)
     if isinstance(est, TargetTransformed):
         return _ttr(est.wrapper, est.inner, b, block)
     if kind == "Pipeline":

@@ -16,15 +16,15 @@ import numpy as np
 from onnx import TensorProto
 
 from parity.errors import ExportError
-from parity.export._blocks import Block, Origin, concat, gather_columns, step_name
 from parity.export._builder import GraphBuilder
+from parity.export._preprocess import Block, Origin, _slice, _step_name, concat, gather_columns
 
 __all__ = ["FEATURE_TRANSFORMERS", "apply_ufunc", "known_ufunc", "selector"]
 
 
 def _numeric(block: Block, est: Any) -> None:
     if block.is_text:
-        raise ExportError(f"{step_name(est)} received text columns; it needs numbers", step=step_name(est))
+        raise ExportError(f"{_step_name(est)} received text columns; it needs numbers", step=_step_name(est))
 
 
 # --- column selection ---------------------------------------------------------------------------
@@ -35,7 +35,7 @@ def selector(b: GraphBuilder, block: Block, est: Any) -> Block:
     _numeric(block, est)
     keep = [int(j) for j in np.flatnonzero(est.get_support())]
     if not keep:
-        raise ExportError(f"{step_name(est)} selects no feature", step=step_name(est))
+        raise ExportError(f"{_step_name(est)} selects no feature", step=_step_name(est))
     return gather_columns(b, block, keep)
 
 
@@ -149,12 +149,11 @@ def function_transformer(b: GraphBuilder, block: Block, est: Any) -> Block:
 def kbins(b: GraphBuilder, block: Block, est: Any) -> Block:
     """Bin index = number of inner edges <= x (np.searchsorted(..., side="right")), then the encoding."""
     _numeric(block, est)
-    from parity.export._blocks import slice_column
 
     codes: list[str] = []
     for j, edges in enumerate(est.bin_edges_):
         inner = np.asarray(edges, dtype=np.float64)[1:-1]
-        col = slice_column(b, block, j)
+        col = _slice(b, block, j)
         if len(inner) == 0:
             codes.append(b.node("Mul", [col, b.const(np.float64(0.0), "zero")], "bin"))
             continue
@@ -181,9 +180,8 @@ def kbins(b: GraphBuilder, block: Block, est: Any) -> Block:
 def polynomial(b: GraphBuilder, block: Block, est: Any) -> Block:
     """Every term of ``powers_``, multiplied in PolynomialFeatures' own order."""
     _numeric(block, est)
-    from parity.export._blocks import slice_column
 
-    cols = [slice_column(b, block, j) for j in range(block.width)]
+    cols = [_slice(b, block, j) for j in range(block.width)]
     cache: dict[tuple[int, ...], str] = {}
 
     def term(factors: tuple[int, ...]) -> str:
@@ -215,7 +213,7 @@ def polynomial(b: GraphBuilder, block: Block, est: Any) -> Block:
 
 def target_encoder(b: GraphBuilder, block: Block, est: Any) -> Block:
     """Category -> its fitted encoding (``encodings_``); unknown -> ``target_mean_``."""
-    from parity.export._preprocess import category_matches
+    from parity.export._preprocess import _category_matches
 
     multiclass = est.target_type_ == "multiclass"
     n_classes = len(est.classes_) if multiclass else 1
@@ -223,7 +221,7 @@ def target_encoder(b: GraphBuilder, block: Block, est: Any) -> Block:
     axes = b.const(np.array([1], dtype=np.int64), "axis")
     parts: list[Block] = []
     for j, cats in enumerate(est.categories_):
-        match = b.cast(category_matches(b, block, j, np.asarray(cats, dtype=object), est), TensorProto.DOUBLE)
+        match = b.cast(_category_matches(b, block, j, np.asarray(cats, dtype=object), est), TensorProto.DOUBLE)
         table = np.stack(
             [np.asarray(est.encodings_[j * n_classes + k], dtype=np.float64) for k in range(n_classes)], axis=1
         )
