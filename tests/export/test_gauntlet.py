@@ -24,6 +24,8 @@ from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     StackingClassifier,
     StackingRegressor,
@@ -134,7 +136,7 @@ def _logistic_poly_infrequent() -> Any:
 def _gb_log_bins() -> Any:
     features = ColumnTransformer(
         [
-            ("area", make_pipeline(SimpleImputer(strategy="median"), FunctionTransformer(np.log1p)), ["area"]),
+            ("area", make_pipeline(SimpleImputer(strategy="median"), FunctionTransformer(np.abs)), ["area"]),
             ("lot", make_pipeline(SimpleImputer(strategy="median"), FunctionTransformer(np.sqrt)), ["lot"]),
             ("year", KBinsDiscretizer(n_bins=6, encode="ordinal", quantile_method="averaged_inverted_cdf"), ["year"]),
             ("rooms", make_pipeline(SimpleImputer(), KBinsDiscretizer(n_bins=4, strategy="uniform")), ["rooms"]),
@@ -270,13 +272,30 @@ def _tree_percentile() -> Any:
     )
 
 
+def _hgb_native_categorical() -> Any:
+    enc = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="none"),
+        OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+    )
+    # Dense (sparse_threshold has nothing to densify here): ordinal codes, then native categorical splits.
+    features = ColumnTransformer([("text", enc, TEXT), ("num", "passthrough", NUMERIC)])
+    model = HistGradientBoostingClassifier(max_iter=15, max_depth=4, categorical_features=[0, 1, 2, 3])
+    return Pipeline([("features", features), ("model", model)])
+
+
+def _hgb_regressor_nan() -> Any:
+    features = columns(numeric="passthrough", text=OneHotEncoder(handle_unknown="ignore", sparse_output=False))
+    model = HistGradientBoostingRegressor(max_iter=20, max_depth=4)
+    return Pipeline([("features", features), ("model", model)])
+
+
 # (builder, target kind, whether trees are involved so threshold probes must exist)
 PIPELINES: dict[str, tuple[Callable[[], Any], str, bool]] = {
     "xgboost-regressor-sparse": (_xgb_reg, "price", True),
     "lightgbm-binary-sparse": (_lgbm_binary, "expensive", True),
     "random-forest-selectkbest-multiclass": (_forest_select, "band", True),
     "logistic-polynomial-infrequent-onehot": (_logistic_poly_infrequent, "band", False),
-    "gradient-boosting-log1p-sqrt-kbins": (_gb_log_bins, "price", True),
+    "gradient-boosting-abs-sqrt-kbins": (_gb_log_bins, "price", True),
     "transformed-target-ridge": (_ttr_ridge, "price", False),
     "transformed-target-tree-inside": (_ttr_tree_inside, "price", True),
     "mlp-classifier": (_mlp_classifier, "band", False),
@@ -290,6 +309,8 @@ PIPELINES: dict[str, tuple[Callable[[], Any], str, bool]] = {
     "target-encoder-extra-trees": (_target_encoder, "price", True),
     "variance-selectfrommodel-linear": (_select_from_model, "price", False),
     "selectpercentile-decision-tree": (_tree_percentile, "band", True),
+    "hist-gradient-boosting-native-categorical": (_hgb_native_categorical, "band", True),
+    "hist-gradient-boosting-regressor-nan-dense": (_hgb_regressor_nan, "price", True),
 }
 
 

@@ -88,6 +88,17 @@ def _leaf(est: Any, b: GraphBuilder, block: Block, margin: bool) -> EstimatorGra
     if graph is None:
         kind = _step_name(est)
         raise ExportError(f"{kind} has no exact ONNX export in parity yet", step=kind)
+    for j in graph.thresholds:
+        origin = block.origins[j] if j < block.width else None
+        if origin is not None and origin.inexact:
+            kind = _step_name(est)
+            raise ExportError(
+                f"{kind} splits on {origin.inexact}({origin.column}); ONNX Runtime computes {origin.inexact} "
+                "within 1 ulp of numpy, not bit for bit, so a value at a split could take the other branch. "
+                "Trees are invariant to monotone transforms: drop the FunctionTransformer before the tree "
+                "(or use np.sqrt / np.clip / np.abs, which are exact)",
+                step=f"{kind} after FunctionTransformer({origin.inexact})",
+            )
     if block.sparse and "sparse" not in graph.precision:
         # Linear models, MLPs and scikit-learn trees read an absent entry as 0.0, like dense.
         graph.precision += ";sparse-input:absent=0"

@@ -40,16 +40,18 @@ class Origin:
     offset: float = 0.0
     scale: float = 1.0
     ops: tuple[tuple[float, float] | Callable[[np.ndarray], np.ndarray], ...] = ()
+    inexact: str | None = None
+    """A function on the way that ONNX Runtime computes within 1 ulp of numpy, not bit for bit."""
 
     def then(self, offset: float, scale: float) -> Origin:
         """Compose with a further ``(x - offset) / scale``."""
         if not self.ops:
-            return Origin(self.column, self.offset + offset * self.scale, self.scale * scale)
-        return Origin(self.column, self.offset, self.scale, (*self.ops, (offset, scale)))
+            return Origin(self.column, self.offset + offset * self.scale, self.scale * scale, inexact=self.inexact)
+        return Origin(self.column, self.offset, self.scale, (*self.ops, (offset, scale)), self.inexact)
 
-    def through(self, inverse: Callable[[np.ndarray], np.ndarray]) -> Origin:
-        """Compose with a monotone function whose inverse is ``inverse``."""
-        return Origin(self.column, self.offset, self.scale, (*self.ops, inverse))
+    def through(self, inverse: Callable[[np.ndarray], np.ndarray], inexact: str | None = None) -> Origin:
+        """Compose with a monotone function whose inverse is ``inverse`` (``inexact``: see above)."""
+        return Origin(self.column, self.offset, self.scale, (*self.ops, inverse), self.inexact or inexact)
 
     def to_raw(self, values: np.ndarray) -> np.ndarray:
         """Map feature values back to raw-column values."""

@@ -180,6 +180,54 @@ def _float64_sum(b: GraphBuilder, x: str, m: TreeModel) -> str:
     return raw
 
 
+def _model_features(b: GraphBuilder, x: str, m: TreeModel) -> str:
+    """HistGradientBoosting's internal ordinal encoding + column order, then one indicator per bitset split."""
+    if m.inputs is None:
+        return x
+    nan = b.const(np.float64(np.nan), "nan")
+    axes = b.const([1], "axis1", np.int64)
+    cols: list[str] = []
+    for j, cats in m.inputs:
+        col = b.node("Slice", [x, *(b.const([v], "s", np.int64) for v in (j, j + 1, 1))], "hgb_in")
+        if cats is not None and len(cats):
+            # OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=nan, encoded_missing_value=nan)
+            match = b.node("Equal", [col, b.const(cats.reshape(1, -1), "hgb_cats")], "hgb_match")
+            found = b.cast(b.node("ReduceMax", [b.cast(match, TensorProto.INT32), axes], keepdims=1), TensorProto.BOOL)
+            code = b.cast(b.node("ArgMax", [b.cast(match, TensorProto.INT32)], axis=1, keepdims=1), TensorProto.DOUBLE)
+            col = b.node("Where", [found, code, nan], "hgb_code")
+        elif cats is not None:
+            col = b.node("Add", [b.node("Mul", [col, b.const(np.float64(0.0))]), nan], "hgb_code")
+        cols.append(col)
+    codes = cols
+    by_feature: dict[int, list[int]] = {}
+    for i, split in enumerate(m.categorical):
+        by_feature.setdefault(split.feature, []).append(i)
+    extra: list[tuple[int, str]] = []
+    for f, splits in by_feature.items():
+        n_codes = 1 + max(
+            int(max(m.categorical[i].known.max(initial=0), m.categorical[i].left.max(initial=0))) for i in splits
+        )
+        left = np.zeros((n_codes, len(splits)))
+        known = np.zeros((n_codes, len(splits)))
+        for c, i in enumerate(splits):
+            left[m.categorical[i].left, c] = 1.0
+            known[m.categorical[i].known, c] = 1.0
+        onehot = b.cast(
+            b.node("Equal", [codes[f], b.const(np.arange(n_codes, dtype=np.float64).reshape(1, -1), "codes")]),
+            TensorProto.DOUBLE,
+        )
+        in_left = b.node("MatMul", [onehot, b.const(left, "cat_left")], "in_left")
+        is_known = b.node("MatMul", [onehot, b.const(known, "cat_known")], "is_known")
+        zero, one = b.const(np.float64(0.0)), b.const(np.float64(1.0))
+        # Left set -> 0 (<= 0.5 goes left); known elsewhere -> 1; NaN, negative or unknown -> missing.
+        right_or_missing = b.node("Where", [b.node("Greater", [is_known, zero]), one, nan], "cat_right")
+        ind = b.node("Where", [b.node("Greater", [in_left, zero]), zero, right_or_missing], "cat_indicator")
+        for c, i in enumerate(splits):
+            extra.append((i, b.node("Slice", [ind, *(b.const([v], "s", np.int64) for v in (c, c + 1, 1))])))
+    ordered = [t for _, t in sorted(extra)]
+    return b.node("Concat", cols + ordered, "hgb_features", axis=1) if len(cols) + len(ordered) > 1 else cols[0]
+
+
 def export_tree_model(
     est: Any, b: GraphBuilder, x: str, *, sparse: bool = False, margin: bool = False
 ) -> EstimatorGraph | None:
@@ -191,13 +239,13 @@ def export_tree_model(
     m = read_tree_model(est, sparse=sparse)
     if m is None:
         return None
-    features = x
+    features = _model_features(b, x, m)
     precision = m.precision
     if sparse and m.float32_sum:
         # XGBoost reads an entry absent from a sparse matrix as missing, and ColumnTransformer's
         # sparse.hstack stores no zeros: every 0.0 (before the float32 cast) takes the default branch.
-        zero = b.node("Equal", [x, b.const(np.float64(0.0), "zero")], "absent")
-        features = b.node("Where", [zero, b.const(np.float64(np.nan), "nan"), x], "absent_as_missing")
+        zero = b.node("Equal", [features, b.const(np.float64(0.0), "zero")], "absent")
+        features = b.node("Where", [zero, b.const(np.float64(np.nan), "nan"), features], "absent_as_missing")
         precision += ";sparse-input:absent=missing"
         m.thresholds = {f: np.unique(np.append(v, 0.0)) for f, v in m.thresholds.items()}
     elif sparse:
