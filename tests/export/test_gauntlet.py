@@ -10,7 +10,6 @@ every split threshold. Run with ``-s`` to print the measured max diff of each pi
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -51,54 +50,14 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import parity
+from tests.fixtures import HOUSE_NUMERIC as NUMERIC
+from tests.fixtures import HOUSE_TEXT as TEXT
+from tests.fixtures import house
 
 xgb = pytest.importorskip("xgboost")
 lgb = pytest.importorskip("lightgbm")
 
-NUMERIC = ["area", "rooms", "year", "lot"]
-TEXT = ["hood", "style", "kitchen", "garage"]
 TOLERANCE = 1e-5
-
-
-def read_as_csv(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame as pd.read_csv returns it after a round trip through a CSV file."""
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    buf.seek(0)
-    return pd.read_csv(buf)
-
-
-def house(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
-    """House-price-like raw inputs (40 one-hot columns), a price, a binary and a 3-class label."""
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame(
-        {
-            "area": rng.gamma(4.0, 400.0, n).round(0),
-            "rooms": rng.integers(1, 9, n).astype(float),
-            "year": rng.integers(1900, 2020, n),
-            "lot": rng.normal(8000, 3000, n).round(0).clip(500),
-            "hood": rng.choice([f"N{i:02d}" for i in range(25)], n),
-            "style": rng.choice(["1Story", "2Story", "SLvl", "1.5Fin", "Split", "Duplex"], n),
-            "kitchen": rng.choice(["Ex", "Gd", "TA", "Fa"], n),
-            "garage": rng.choice(["Attchd", "Detchd", "BuiltIn", "CarPort", "Basment"], n),
-        }
-    )
-    df.loc[rng.random(n) < 0.1, "lot"] = np.nan
-    df.loc[rng.random(n) < 0.1, "rooms"] = np.nan
-    df.loc[rng.random(n) < 0.15, "garage"] = np.nan
-    df.loc[rng.random(n) < 0.05, "kitchen"] = np.nan
-    price = (
-        50 * df["area"]
-        + 3000 * df["rooms"].fillna(3)
-        + 200 * (df["year"] - 1900)
-        + df["hood"].str[1:].astype(int) * 2000
-        + (df["kitchen"] == "Ex") * 15000
-        + rng.normal(0, 10000, n)
-    ).to_numpy()
-    # String labels whose order of appearance differs from their sorted order.
-    expensive = np.where(price > np.median(price), "yes", "no")
-    band = np.asarray(["mid", "low", "high"], dtype=object)[np.digitize(price, np.quantile(price, [0.33, 0.66]))]
-    return read_as_csv(df), price, expensive, band
 
 
 def columns(
