@@ -155,3 +155,73 @@ def test_cli_maps_empty_csv_field_and_json_null_to_the_marker(tmp_path: Path) ->
         got = pd.read_parquet(tmp_path / "o.parquet")
         np.testing.assert_allclose(got["probability"], want, rtol=1e-9)
         (tmp_path / "o.parquet").unlink()
+
+
+# --------------------------------------------------------------------------- finding 3: thresholds on string classes
+
+
+@pytest.fixture(scope="module")
+def credit(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Pipeline]:
+    """String classes ["bad", "good"] (sorted by sklearn, so "good" is classes_[1])."""
+    data = csv_frame(customers(), tmp_path_factory.mktemp("credit"))
+    y = np.where(churn(data) == "churn", "bad", "good")
+    return data, text_pipeline(LogisticRegression(max_iter=500)).fit(data, y)
+
+
+def test_threshold_labels_naming_classes_are_matched_by_name(credit: tuple[pd.DataFrame, Pipeline]) -> None:
+    data, model = credit
+    assert list(model.classes_) == ["bad", "good"]
+    art = parity.package(model, data, name="credit", postprocess=parity.Threshold(0.3, labels=("good", "bad")))
+    p_bad = model.predict_proba(data)[:, 0]
+    out = art.predict(data)
+    np.testing.assert_allclose(out["probability"], p_bad, rtol=1e-9)  # P("bad"), the thresholded class
+    np.testing.assert_array_equal(out["label"], np.where(p_bad >= 0.3, "bad", "good"))
+    assert 0 < (out["label"] == "bad").mean() < 1
+    outputs = {o["name"]: o for o in art.manifest["signature"]["outputs"]}
+    assert outputs["probability"]["description"] == "probability of class 'bad'"
+    assert "'bad' when P('bad') >= 0.3" in outputs["label"]["description"]
+
+
+def test_threshold_positive_chooses_the_class(credit: tuple[pd.DataFrame, Pipeline]) -> None:
+    data, model = credit
+    art = parity.package(
+        model, data, name="credit", postprocess=parity.Threshold(0.8, labels=("approve", "review"), positive="bad")
+    )
+    p_bad = model.predict_proba(data)[:, 0]
+    out = art.predict(data)
+    np.testing.assert_allclose(out["probability"], p_bad, rtol=1e-9)
+    np.testing.assert_array_equal(out["label"], np.where(p_bad >= 0.8, "review", "approve"))
+    assert art.parity_passed
+
+
+@pytest.mark.parametrize(
+    ("step", "needles"),
+    [
+        (parity.Threshold(0.5, labels=("good", "bad"), positive="good"), ["disagree", "['bad', 'good']"]),
+        (parity.Threshold(0.5, labels=("good", "other")), ["mix", "['good', 'other']", "['bad', 'good']"]),
+        (parity.Threshold(0.5, positive="ugly"), ["'ugly'", "['bad', 'good']"]),
+        (
+            [parity.ClassLabels({"bad": "no", "good": "yes"}), parity.Threshold(0.5, labels=("a", "b"))],
+            ["both ClassLabels"],
+        ),
+        (parity.ClassLabels({"bad": "x", "good": "x"}), ["same label"]),
+    ],
+)
+def test_inconsistent_labels_are_refused_with_both_lists(
+    credit: tuple[pd.DataFrame, Pipeline], step: Any, needles: list[str]
+) -> None:
+    data, model = credit
+    with pytest.raises(parity.errors.UnsupportedModelError) as info:
+        parity.package(model, data, name="credit", postprocess=step)
+    for needle in needles:
+        assert needle in str(info.value)
+
+
+def test_class_labels_then_threshold_positive(credit: tuple[pd.DataFrame, Pipeline]) -> None:
+    data, model = credit
+    steps = [parity.ClassLabels({"bad": "reject", "good": "accept"}), parity.Threshold(0.4, positive="bad")]
+    art = parity.package(model, data, name="credit", postprocess=steps)
+    p_bad = model.predict_proba(data)[:, 0]
+    out = art.predict(data)
+    np.testing.assert_array_equal(out["label"], np.where(p_bad >= 0.4, "reject", "accept"))
+    assert art.signature.outputs[1].description == "probability of class 'bad'"
