@@ -18,12 +18,21 @@ and adds parity to its table with ``run_peers.sh --extra``:
 6. measures gRPC against REST on one parity process (``--grpc-port`` on, pinned to CPU 1) with a
    fixed-duration closed-loop client on CPU 0: raw keep-alive HTTP/1.1 sockets for REST,
    ``grpc.aio`` with pre-serialised ``ModelInferRequest`` bytes for gRPC, 1 and 32 in flight;
-7. prints parity vs the floor, MLServer and MLflow with the issue's goals, and writes everything
+7. measures the prediction lake under load (:func:`lake_scenarios`, parity alone on CPU 1, client
+   on CPU 0): lake rows written / rows predicted at 100-row c8 and 500-row c8 (default ``block``
+   mode, counted after SIGTERM), lake-on vs lake-off throughput, the cost of
+   ``--lake-durability ack``, and an overload run (5x the admission limit in closed-loop clients:
+   goodput vs capacity, rejection latency p99, admin-port liveness latency, recovery time);
+8. prints parity vs the floor, MLServer and MLflow with the issue's goals, and writes everything
    to ``$BENCH_ROOT/parity/serve_peers.json``.
+
+parity runs with the lake ON everywhere (as users run it), each server with its own lake
+directory under ``$BENCH_ROOT/parity/lakes``.
 
     python benchmarks/serve_peers.py                 # everything (~20 min once the venvs exist)
     python benchmarks/serve_peers.py --runs 1 --only floor,parity   # quicker, no side venvs used
     python benchmarks/serve_peers.py --report-only   # re-print the last results
+    python benchmarks/serve_peers.py --lake-only --seconds 10   # only the lake / overload scenarios
 
 The first run also builds the side venvs (several minutes, needs the package registry).
 """
@@ -173,6 +182,24 @@ def ensure_built(paths: Paths) -> None:
         log(f"venvs that failed to build (skipped in the table): {missing}; see {paths.root}/logs/pip_*.log")
 
 
+def ensure_model_only(paths: Paths) -> None:
+    """For ``--lake-only``: the harness's core venv, model and bodies, without the peers' venvs."""
+    needed = [paths.models / f for f in ("churn.joblib", "expected.json", "rows_1.json", "rows_100.json")]
+    if all(p.is_file() for p in needed):
+        return
+    core = paths.venvs / "core"
+    if not (core / ".peers_ok").is_file():
+        log(f"building the harness core venv {core} (first --lake-only run)")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(core)], check=True)
+        req = paths.harness / "requirements"
+        pip = [str(core / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run([*pip, "-r", str(req / "core.txt"), "-c", str(req / "core.lock.txt")], check=True)
+        (core / ".peers_ok").touch()
+    env = {**os.environ, "BENCH_ROOT": str(paths.root)}
+    for script in ("make_model.py", "make_payloads.py"):
+        subprocess.run([str(core / "bin" / "python"), str(paths.harness / script)], env=env, check=True)
+
+
 def import_make_model(paths: Paths) -> ModuleType:
     """The harness copy's make_model.py (for make_data, SEED and the column lists)."""
     spec = importlib.util.spec_from_file_location("peers_make_model", paths.harness / "make_model.py")
@@ -255,13 +282,15 @@ def write_rest_bodies(paths: Paths, output: str) -> dict[int, Path]:
     return out
 
 
-def server_cmd(artifact: Path, port: str, grpc_port: str = "0", workers: int = 1) -> list[str]:
-    """parity's server command: lake off, gRPC off unless a port is given, everything else default."""
+def server_cmd(
+    artifact: Path, port: str, grpc_port: str = "0", workers: int = 1, lake: Path | None = None, *extra: str
+) -> list[str]:
+    """parity's server command: gRPC off unless a port is given, the lake in ``lake`` ('' = off), else default."""
     cmd = [sys.executable, "-m", "parity.server", str(artifact), "--port", port, "--grpc-port", grpc_port]
-    cmd += ["--lake", ""]
+    cmd += ["--lake", str(lake) if lake is not None else "", "--admin-port", "0"]
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    return cmd
+    return [*cmd, *extra]
 
 
 def write_spec(paths: Paths, artifact: Path, bodies: dict[int, Path]) -> Path:
@@ -279,12 +308,18 @@ def write_spec(paths: Paths, artifact: Path, bodies: dict[int, Path]) -> Path:
         "ready_timeout_s": 120,
     }
     specs = [
-        {"name": "parity", "version": version, "port": 18090, "cmd": server_cmd(artifact, "{port}"), **common},
+        {
+            "name": "parity",
+            "version": version + ", lake on",
+            "port": 18090,
+            "cmd": server_cmd(artifact, "{port}", lake=paths.out / "lakes" / "peers"),
+            **common,
+        },
         {
             "name": "parity-workers2",
-            "version": version + ", --workers 2",
+            "version": version + ", --workers 2, lake on",
             "port": 18091,
-            "cmd": server_cmd(artifact, "{port}", workers=2),
+            "cmd": server_cmd(artifact, "{port}", workers=2, lake=paths.out / "lakes" / "peers-workers2"),
             **common,
         },
     ]
@@ -493,7 +528,8 @@ def grpc_vs_rest(
 
     expected = json.loads((paths.models / "expected.json").read_text())["p1_rows_1"]
     rest_port, grpc_port = free_port(), free_port()
-    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port))]
+    lake = paths.out / "lakes" / "grpc_vs_rest"
+    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port), lake=lake)]
     log_path = paths.out / "grpc_vs_rest_server.log"
     rest_body = (paths.payloads / "parity_1.json").read_bytes()
     grpc_body = grpc_request_bytes(paths, 1, output)
@@ -545,6 +581,247 @@ def grpc_vs_rest(
                 "server_cpu": statistics.median(r.server_cpu for r in rs),
             }
     return {"runs": [asdict(r) for r in results], "summary": summary, "max_abs_diff_vs_sklearn": diff}
+
+
+# ------------------------------------------------------------------------------------ lake and overload
+
+
+def write_body_n(paths: Paths, n: int, output: str) -> Path:
+    """A parity V2 body of ``n`` rows (the harness's 100 benchmark rows, repeated)."""
+    base = json.loads((paths.payloads / "parity_100.json").read_text())
+    reps = -(-n // 100)
+    for tensor in base["inputs"]:
+        tensor["data"] = (tensor["data"] * reps)[:n]
+        tensor["shape"] = [n]
+    base["outputs"] = [{"name": output}]
+    path = paths.payloads / f"parity_{n}.json"
+    path.write_text(json.dumps(base, separators=(",", ":")))
+    return path
+
+
+@contextlib.contextmanager
+def parity_server(
+    paths: Paths, artifact: Path, name: str, lake: Path | None, *extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """One parity process on CPU 1 (admin port on), stopped with SIGTERM; yields (proc, port, admin port)."""
+    port, admin = free_port(), free_port()
+    if lake is not None:
+        shutil.rmtree(lake, ignore_errors=True)
+    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(port), lake=lake), "--drain", "0.5", *extra]
+    cmd[cmd.index("--admin-port") + 1] = str(admin)
+    with (paths.out / f"lake_{name}.log").open("w") as logf:
+        proc = subprocess.Popen(cmd, env={**os.environ, **SERVER_ENV}, stdout=logf, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(port, proc)
+            yield proc, port, admin
+        finally:
+            proc.send_signal(15)
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def rest_status_call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """One keep-alive request; returns the HTTP status (body read and discarded)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    await reader.readexactly(int(match.group(1)) if match else 0)
+    return int(head[9:12])
+
+
+async def status_loop(
+    port: int, request: bytes, concurrency: int, seconds: float
+) -> tuple[dict[int, list[float]], float]:
+    """Closed loop of ``concurrency`` connections for ``seconds``: latencies (s) by status, elapsed."""
+    by_status: dict[int, list[float]] = {}
+    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    stop = t0 + seconds
+
+    async def loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            try:
+                status = await rest_status_call(reader, writer, request)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                continue
+            by_status.setdefault(status, []).append(time.perf_counter() - start)
+        writer.close()
+
+    await asyncio.gather(*(loop(r, w) for r, w in conns))
+    return by_status, time.perf_counter() - t0
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Sums of every metric of ``/metrics`` by name (lake rows by outcome as ``..._written`` etc.)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name = line.split("{")[0].split(" ")[0]
+        if 'outcome="' in line:
+            name += "_" + line.split('outcome="')[1].split('"')[0]
+        with contextlib.suppress(ValueError):
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def lake_rows(lake: Path) -> int:
+    """Rows in the lake's published files (footers only)."""
+    import pyarrow.parquet as pq
+
+    from parity.lake import partitions
+
+    return sum(pq.read_metadata(f).num_rows for p in partitions(lake) for f in p.files)
+
+
+def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) -> dict[str, Any]:
+    """Lake rows written / predicted, lake on vs off, ack cost, overload; parity on CPU 1, client on CPU 0."""
+    bodies = {1: paths.payloads / "parity_1.json", 100: paths.payloads / "parity_100.json"}
+    bodies[500] = write_body_n(paths, 500, output)
+    lakes = paths.out / "lakes"
+    res: dict[str, Any] = {"loadavg_start": loadavg()}
+
+    def run(name: str, n: int, conc: int, lake: Path | None, *extra: str) -> dict[str, Any]:
+        request = http_request(bodies[n].read_bytes())
+        with parity_server(paths, artifact, name, lake, *extra) as (_, port, _admin):
+            with pinned({0}):
+                asyncio.run(status_loop(port, request, conc, min(2.0, seconds / 3)))  # warm-up
+                by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds))
+            metrics = scrape(port)
+        acked = (len(by_status.get(200, [])) + 0) * n
+        ok = len(by_status.get(200, []))
+        out: dict[str, Any] = {
+            "rows": n, "conns": conc, "ok": ok, "errors": {k: len(v) for k, v in by_status.items() if k != 200},
+            "rps": ok / elapsed, "rows_per_s": ok * n / elapsed,
+            "p99_ms": float(np.percentile(np.asarray(by_status.get(200, [0.0])) * 1000, 99)),
+            "predicted": metrics.get("parity_rows_predicted_total", 0.0),
+            "blocked": metrics.get("parity_lake_rows_total_blocked", 0.0), "acked_measured": acked,
+        }  # fmt: skip
+        if lake is not None:
+            out["lake_rows"] = lake_rows(lake)  # after SIGTERM: everything acknowledged is written
+            out["written_over_predicted"] = out["lake_rows"] / max(1.0, out["predicted"])
+        extra_txt = f"  lake/predicted {out['written_over_predicted']:.4f}" if lake is not None else ""
+        log(
+            f"  {name:18} {out['rows_per_s']:10.0f} rows/s {out['rps']:7.0f} req/s "
+            f"p99 {out['p99_ms']:7.2f} ms{extra_txt}"
+        )
+        return out
+
+    log("lake scenarios (parity on CPU 1, closed-loop client on CPU 0)")
+    for n, conc in ((100, 8), (500, 8), (1, 32)):
+        res[f"on_{n}row_c{conc}"] = run(f"on_{n}row_c{conc}", n, conc, lakes / f"on_{n}")
+        res[f"off_{n}row_c{conc}"] = run(f"off_{n}row_c{conc}", n, conc, None)
+        ack_lake = lakes / f"ack_{n}"
+        res[f"ack_{n}row_c{conc}"] = run(f"ack_{n}row_c{conc}", n, conc, ack_lake, "--lake-durability", "ack")
+    res["overload"] = overload(paths, artifact, bodies, seconds, res["on_100row_c8"]["rows_per_s"])
+    res["loadavg_end"] = loadavg()
+    return res
+
+
+def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: float, capacity: float) -> dict[str, Any]:
+    """5x the admission limit (8 in flight) as closed-loop connections (40), liveness probes, then recovery."""
+    import threading
+
+    import httpx
+
+    limit, conc = 8, 40
+    lake = paths.out / "lakes" / "overload"
+    probes: list[float] = []
+    failures: list[int] = []
+    with parity_server(paths, artifact, "overload", lake, "--max-inflight", str(limit)) as (_, port, admin):
+        stop = threading.Event()
+
+        def probe() -> None:
+            with httpx.Client(timeout=5) as c:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    try:
+                        ok = c.get(f"http://127.0.0.1:{admin}/v2/health/live").status_code == 200
+                    except httpx.TransportError:
+                        ok = False
+                    probes.append(time.perf_counter() - t0)
+                    if not ok:
+                        failures.append(1)
+                    time.sleep(0.1)
+
+        thread = threading.Thread(target=probe, daemon=True)
+        thread.start()
+        request = http_request(bodies[100].read_bytes())
+        with pinned({0}):
+            by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds))
+        stopped = time.perf_counter()
+        recovery = None  # until a 1-row request is answered 200 within 50 ms again
+        with httpx.Client(timeout=5) as c:
+            while time.perf_counter() - stopped < 30:
+                t0 = time.perf_counter()
+                r = c.post(f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/infer", content=bodies[1].read_bytes())
+                if r.status_code == 200 and time.perf_counter() - t0 < 0.05:
+                    recovery = time.perf_counter() - stopped
+                    break
+                time.sleep(0.01)
+        stop.set()
+        thread.join()
+    good = len(by_status.get(200, [])) * 100 / elapsed
+    rejected = np.asarray(by_status.get(503, [0.0])) * 1000
+    out = {
+        "limit": limit, "conns": conc, "capacity_rows_per_s": capacity, "goodput_rows_per_s": good,
+        "goodput_vs_capacity": good / capacity if capacity else None,
+        "ok": len(by_status.get(200, [])), "rejected": len(by_status.get(503, [])),
+        "other": {k: len(v) for k, v in by_status.items() if k not in (200, 503)},
+        "rejection_p50_ms": float(np.percentile(rejected, 50)), "rejection_p99_ms": float(np.percentile(rejected, 99)),
+        "accepted_p99_ms": float(np.percentile(np.asarray(by_status.get(200, [0.0])) * 1000, 99)),
+        "liveness_probes": len(probes), "liveness_failures": len(failures),
+        "liveness_p99_ms": float(np.percentile(np.asarray(probes or [0.0]) * 1000, 99)),
+        "liveness_max_ms": float(max(probes or [0.0]) * 1000),
+        "recovery_s": recovery, "lake_rows": lake_rows(lake),
+    }  # fmt: skip
+    log(
+        f"  overload c{conc} vs limit {limit}: goodput {good:.0f} rows/s ({fmt(out['goodput_vs_capacity'], '.2f')} "
+        f"of capacity), 503 p99 {out['rejection_p99_ms']:.2f} ms, liveness p99 {out['liveness_p99_ms']:.2f} ms "
+        f"(max {out['liveness_max_ms']:.2f}, {len(failures)} failed), recovery {fmt(recovery, '.3f')} s"
+    )
+    return out
+
+
+def report_lake(lake: dict[str, Any]) -> None:
+    """Print the lake / overload figures."""
+    print("\n== prediction lake under load (parity on CPU 1, client on CPU 0; lake on = default block mode) ==")
+    print(f"  {'case':18}{'rows/s':>10}{'req/s':>9}{'p99 ms':>9}{'lake/predicted':>16}{'blocked rows':>14}")
+    for key, v in lake.items():
+        if not isinstance(v, dict) or "rows_per_s" not in v:
+            continue
+        ratio_txt = fmt(v.get("written_over_predicted"), ".4f")
+        cells = f"{v['rows_per_s']:>10.0f}{v['rps']:>9.0f}{v['p99_ms']:>9.2f}{ratio_txt:>16}{v['blocked']:>14.0f}"
+        print(f"  {key:18}{cells}")
+    for n, c in ((100, 8), (500, 8), (1, 32)):
+        on, off, ack = (lake.get(f"{m}_{n}row_c{c}") for m in ("on", "off", "ack"))
+        if on and off and ack:
+            print(
+                f"  {n}-row c{c}: lake on / lake off = {on['rows_per_s'] / off['rows_per_s']:.3f}; "
+                f"ack / buffered = {ack['rows_per_s'] / on['rows_per_s']:.3f}"
+            )
+    ov = lake.get("overload")
+    if ov:
+        print(
+            f"  overload ({ov['conns']} closed-loop connections vs --max-inflight {ov['limit']}, 100-row bodies): "
+            f"goodput {ov['goodput_rows_per_s']:.0f} rows/s = {fmt(ov['goodput_vs_capacity'], '.2f')} x capacity "
+            f"({ov['capacity_rows_per_s']:.0f}); {ov['rejected']} rejected, 503 p50/p99 "
+            f"{ov['rejection_p50_ms']:.2f}/{ov['rejection_p99_ms']:.2f} ms; accepted p99 {ov['accepted_p99_ms']:.1f} ms"
+        )
+        print(
+            f"  admin liveness under overload: p99 {ov['liveness_p99_ms']:.2f} ms, max {ov['liveness_max_ms']:.2f} ms, "
+            f"{ov['liveness_failures']}/{ov['liveness_probes']} failed; recovery {fmt(ov['recovery_s'], '.3f')} s"
+        )
+    print(f"  loadavg: {lake.get('loadavg_start')} -> {lake.get('loadavg_end')} (a shared, loaded machine)")
 
 
 # ------------------------------------------------------------------------------------ report
@@ -694,6 +971,8 @@ def main() -> None:
     parser.add_argument("--no-grpc", action="store_true", help="skip gRPC vs REST")
     parser.add_argument("--rebuild", action="store_true", help="re-package the parity artifact")
     parser.add_argument("--report-only", action="store_true", help="print the last results again")
+    parser.add_argument("--no-lake", action="store_true", help="skip the lake / overload scenarios")
+    parser.add_argument("--lake-only", action="store_true", help="run only the lake / overload scenarios")
     args = parser.parse_args()
     paths = Paths(BENCH_ROOT)
     paths.out.mkdir(parents=True, exist_ok=True)
@@ -701,6 +980,8 @@ def main() -> None:
     if args.report_only:
         saved = json.loads(paths.summary_json.read_text()) if paths.summary_json.is_file() else {}
         saved["goals"] = report(paths, saved.get("grpc_vs_rest"))
+        if saved.get("lake"):
+            report_lake(saved["lake"])
         if saved.get("grpc_vs_rest") is not None:
             paths.summary_json.write_text(json.dumps(saved, indent=1))
         return
@@ -708,10 +989,20 @@ def main() -> None:
     load: dict[str, str] = {"start": loadavg()}
     log(f"BENCH_ROOT={paths.root}; loadavg {load['start']}")
     copy_harness(PEERS_SRC, paths.harness)
-    ensure_built(paths)
+    if args.lake_only:
+        ensure_model_only(paths)
+    else:
+        ensure_built(paths)
     artifact = package_parity(paths, args.rebuild)
     output = probability_output(artifact)
     spec = write_spec(paths, artifact, write_rest_bodies(paths, output))
+    shutil.rmtree(paths.out / "lakes", ignore_errors=True)
+    if args.lake_only:
+        lake = lake_scenarios(paths, artifact, output, args.seconds)
+        report_lake(lake)
+        saved = json.loads(paths.summary_json.read_text()) if paths.summary_json.is_file() else {}
+        paths.summary_json.write_text(json.dumps({**saved, "lake": lake}, indent=1))
+        return
     common = ["--extra", str(spec), "--runs", str(args.runs), "--seconds", str(args.seconds)]
 
     load["peers_start"] = loadavg()
@@ -728,7 +1019,10 @@ def main() -> None:
     if not args.no_grpc:
         protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs))
         load["grpc_end"] = loadavg()
+    lake = None if args.no_lake else lake_scenarios(paths, artifact, output, args.seconds)
     goals = report(paths, protocols)
+    if lake is not None:
+        report_lake(lake)
     load["end"] = loadavg()
     print("\nloadavg (1/5/15 min) at phases: " + "; ".join(f"{k}: {' '.join(v.split()[:3])}" for k, v in load.items()))
     paths.summary_json.write_text(
@@ -737,6 +1031,7 @@ def main() -> None:
                 "loadavg": load,
                 "goals": goals,
                 "grpc_vs_rest": protocols,
+                "lake": lake,
                 "peers_results": str(paths.peers_json),
                 "unpinned_results": str(paths.unpinned_json),
             },

@@ -8,6 +8,7 @@ same :class:`~parity.errors.SchemaError` everywhere.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,11 +23,14 @@ __all__ = [
     "ARROW_TYPES",
     "NUMPY_DTYPES",
     "decode_outputs",
+    "describe_value",
+    "echo_values",
     "encode_column",
     "encode_columns",
     "encode_frame",
     "frame_from_columns",
     "records_to_columns",
+    "values_echoed",
 ]
 
 NUMPY_DTYPES: dict[str, Any] = {
@@ -50,8 +54,30 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
+_ECHO_VALUES = True
+
+
+def echo_values(enabled: bool) -> None:
+    """Whether error messages quote the offending value (on by default; servers turn it off)."""
+    global _ECHO_VALUES
+    _ECHO_VALUES = bool(enabled)
+
+
+def values_echoed() -> bool:
+    """True while error messages may quote input values (see :func:`echo_values`)."""
+    return _ECHO_VALUES
+
+
+def describe_value(value: Any) -> str:
+    """A value for an error message: its type, and its (bounded) repr unless value echo is off."""
+    return _describe(value)
+
+
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    if not _ECHO_VALUES:  # a server must not copy feature values into its logs and answers
+        return type(value).__name__
+    # reprlib bounds depth and length: a 1,000-level nested list must not raise RecursionError.
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
@@ -371,7 +397,10 @@ def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) 
     for spec in signature.inputs:
         arr = columns[spec.name]
         if spec.datatype == "BYTES":
-            arr = np.where(arr == MISSING_STRING, np.array(None, dtype=object), arr)
+            # A missing string becomes the training data's own marker, which the pipeline was fitted on.
+            missing = np.empty(1, dtype=object)
+            missing[0] = spec.missing_value
+            arr = np.where(arr == MISSING_STRING, missing, arr)
         data[spec.name] = arr
     return pd.DataFrame(data)
 

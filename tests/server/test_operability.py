@@ -7,6 +7,7 @@ live in benchmarks/serve_peers.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -280,3 +281,46 @@ def test_config_file_and_environment(start_server: type[ServerProcess], model_en
         env={**{k: v for k, v in os.environ.items() if k != "PARITY_TOKEN"}, "COLUMNS": "400"},
     )  # fmt: skip
     assert proc.returncode != 0 and "needs a token" in proc.stderr
+
+
+def test_errors_name_fields_not_values_unless_asked(
+    start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path
+) -> None:
+    quiet = start_server(_args(model_env, tmp_path / "quiet", "--log-requests"))
+    loud = start_server(_args(model_env, tmp_path / "loud", "--log-values"))
+    quiet.wait_ready()
+    loud.wait_ready()
+    body = {"inputs": [{"name": "age", "datatype": "FP64", "shape": [1], "data": ["secret-value-42"]}]}
+    with httpx.Client(timeout=10) as c:
+        hidden = c.post(quiet.url + "/v2/models/churn/infer", json=body)
+        shown = c.post(loud.url + "/v2/models/churn/infer", json=body)
+        ok = c.post(quiet.url + "/v2/models/churn/infer", json=_body(make_frame(100).iloc[:4]))
+    assert hidden.status_code == shown.status_code == 400
+    assert "age" in hidden.json()["error"] and "str" in hidden.json()["error"]
+    assert "secret-value-42" not in hidden.text and "secret-value-42" in shown.text
+    assert ok.status_code == 200
+    assert quiet.terminate() == 0
+    log = quiet.log()
+    assert "secret-value-42" not in log
+    lines = [json.loads(line) for line in log.splitlines() if '"msg":"request"' in line]
+    assert {(d["status"], d["protocol"], d["model"], d["rows"]) for d in lines} == {
+        (400, "v2", "churn", None),
+        (200, "v2", "churn", 4),
+    }
+    assert all(d["latency_ms"] > 0 and d["request_id"] for d in lines)
+
+
+def test_every_serve_option_is_in_the_documented_table() -> None:
+    import click
+    import typer
+
+    from parity.cli._serve_cmds import serve
+
+    app = typer.Typer()
+    app.command()(serve)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text()
+    command = typer.main.get_command(app)
+    for param in command.params:
+        if isinstance(param, click.Option) and "completion" not in param.name:
+            long = next(o for o in param.opts if o.startswith("--"))
+            assert f"| `{long}` | `{param.envvar}` |" in doc, long

@@ -35,7 +35,7 @@ column                    Arrow type                   meaning
 ``ts``                    timestamp[us, tz=UTC]        when the prediction was returned
 ``model``                 string                       served model name
 ``model_version``         int64                        registry version (0 = unregistered)
-``request_id``            string                       X-Request-ID (or generated), per request
+``request_id``            dictionary<int32, string>    X-Request-ID (or generated), per request
 ``row``                   int32                        0-based position of the row in its request
 ``latency_ms``            float64                      server time of the whole request
 ``<input>``               signature type               one column per raw input, named as in the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.errors import LakeError
-from parity.registry import NAME_RULE
+from parity.registry import validate_name
 
 __all__ = [
     "META_SCHEMA",
@@ -33,23 +32,16 @@ META_SCHEMA = pa.schema(
         ("ts", pa.timestamp("us", tz="UTC")),
         ("model", pa.string()),
         ("model_version", pa.int64()),
-        ("request_id", pa.string()),
+        ("request_id", pa.dictionary(pa.int32(), pa.string())),
         ("row", pa.int32()),
         ("latency_ms", pa.float64()),
     ]
 )
 
-# A model name becomes a directory name: the registry's rule keeps out separators and control characters.
-_SAFE_NAME = re.compile(NAME_RULE)
-
 
 def partition_key(model: str, version: int, day: date) -> str:
     """Relative directory of one partition: ``model=<name>/version=<V>/date=<YYYY-MM-DD>``."""
-    if not _SAFE_NAME.fullmatch(model) or ".." in model:
-        raise LakeError(
-            f"model name {model[:80]!r} cannot be a lake partition; use letters, digits, '.', '_' or '-' "
-            "(at most 128 characters, no '..')"
-        )
+    validate_name(model)  # the name becomes a directory: "../x" must never leave the root
     return f"model={model}/version={int(version)}/date={day.isoformat()}"
 
 

@@ -57,7 +57,7 @@ def lake_schema(signature: Signature) -> pa.Schema:
         pa.field("ts", _TS),
         pa.field("model", pa.string()),
         pa.field("model_version", pa.int64()),
-        pa.field("request_id", pa.string()),
+        pa.field("request_id", pa.dictionary(pa.int32(), pa.string())),
         pa.field("row", pa.int32()),
         pa.field("latency_ms", pa.float64()),
     ]
@@ -122,8 +122,11 @@ def _record_batch(records: list[_Record], schema: pa.Schema) -> pa.RecordBatch:
         pa.array(np.repeat(stamps, counts), type=pa.int64()).cast(_TS),
         pa.repeat(pa.scalar(records[0].model, pa.string()), total),
         pa.array(np.full(total, records[0].version, dtype=np.int64)),
-        # One id per request, spread over its rows by Arrow (no Python object per row).
-        pc.take(pa.array([r.request_id for r in records], pa.string()), np.repeat(np.arange(len(records)), counts)),
+        # Dictionary-encoded: one copy of each request's id, not one per row.
+        pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(len(records), dtype=np.int32), counts)),
+            pa.array([r.request_id for r in records], pa.string()),
+        ),
         pa.array((np.arange(total, dtype=np.int64) - starts).astype(np.int32)),
         pa.array(np.repeat(np.fromiter((r.latency_ms for r in records), np.float64, len(records)), counts)),
     ]

@@ -31,6 +31,7 @@ import inspect
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -38,12 +39,18 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.supervisors import Multiprocess
 
+from parity.codec import echo_values
+from parity.errors import ParityError
 from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server._admin import AdminServer
 from parity.server._config import ENV_CONFIG, ServerConfig
 from parity.server._dataplane import DataPlane
+from parity.server._errors import AddressInUse
+from parity.server._http import GuardedHttpProtocol, HttpLimits
 from parity.server._logging import configure_logging
 from parity.server._rest import RestSettings, build_rest_app
 
@@ -97,6 +104,7 @@ def make_lake(config: ServerConfig) -> LakeWriter | None:
 
 def create_app(config: ServerConfig) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
+    echo_values(config.log_values)  # errors name the field and type; values only when asked
     lake = make_lake(config)
     dataplane = DataPlane.from_config(config, lake=lake)
 
@@ -105,11 +113,15 @@ def create_app(config: ServerConfig) -> Starlette:
         grpc_server = None
         admin: AdminServer | None = None
         try:
-            await dataplane.start(config.reload_interval_s)
-            if config.admin_port:
-                admin = AdminServer(dataplane, config.host, config.admin_port)
-                admin.start()
-            grpc_server = await _start_grpc(dataplane, config)
+            try:
+                await dataplane.start(config.reload_interval_s)
+                if config.admin_port:
+                    admin = AdminServer(dataplane, config.host, config.admin_port)
+                    admin.start()
+                grpc_server = await _start_grpc(dataplane, config)
+            except Exception as exc:
+                app.state.startup_error = exc  # serve() re-raises it for the CLI's exit-code table
+                raise
             _install_drain(dataplane, config.drain_s)
             # Everything loaded so far (libraries, models) lives as long as the process: moving it
             # out of the collector's generations makes full collections cheap (lower p99).
@@ -134,14 +146,39 @@ def create_app(config: ServerConfig) -> Starlette:
         token=config.token,
         max_request_bytes=config.max_request_bytes,
         request_timeout_s=config.request_timeout_s,
+        allowed_hosts=config.hosts,
         repository_api=config.enable_repository_api,
         log_requests=config.log_requests,
     )
     app = build_rest_app(dataplane, settings, lifespan=lifespan)
+    app.add_middleware(_OneLineStartupErrors)
+    app.state.startup_error = None
     app.state.dataplane = dataplane
     app.state.lake = lake
     app.state.config = config
     return app
+
+
+class _OneLineStartupErrors:
+    """ASGI middleware: a ParityError failing startup is logged as its message, not as a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass every scope on; rewrite a lifespan startup failure's message."""
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("app")
+
+        async def send_one_line(message: Message) -> None:
+            error = getattr(getattr(state, "state", None), "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and isinstance(error, ParityError | OSError):
+                message = {**message, "message": f"startup failed: {error}"}
+            await send(message)
+
+        await self.app(scope, receive, send_one_line)
 
 
 def app_from_env() -> Starlette:
@@ -149,6 +186,19 @@ def app_from_env() -> Starlette:
     config = ServerConfig.from_json(os.environ[ENV_CONFIG])
     configure_logging(config.log_level)
     return create_app(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn server that reports not-ready as soon as it starts shutting down."""
+
+    def __init__(self, config: uvicorn.Config, dataplane: DataPlane) -> None:
+        super().__init__(config)
+        self._dataplane = dataplane
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Report not ready, then let uvicorn shut down gracefully (SIGTERM arrives here after the drain)."""
+        self._dataplane.begin_shutdown()
+        super().handle_exit(sig, frame)
 
 
 def _install_drain(dataplane: DataPlane, drain_s: float) -> None:
@@ -181,12 +231,13 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "host": config.host,
         "port": config.port,
         "loop": "uvloop",
-        "http": "httptools",
         "lifespan": "on",
         "access_log": config.access_log,
         "log_config": None,
         "log_level": config.log_level,
         "limit_concurrency": config.limit_concurrency,
+        "http": GuardedHttpProtocol,
+        "ws": "none",
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,
@@ -199,6 +250,31 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
     }
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening REST socket (bound here so a busy port is one clear AddressInUse, not a log line)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app: Any, config: ServerConfig, **kwargs: Any) -> uvicorn.Config:
+    ucfg = uvicorn.Config(app, **_uvicorn_options(config), **kwargs)
+    # Read by GuardedHttpProtocol; an attribute of the Config survives the pickling of --workers N.
+    ucfg.parity_http = HttpLimits(  # type: ignore[attr-defined]
+        header_timeout_s=config.header_timeout_s,
+        body_timeout_s=config.body_timeout_s,
+        max_header_bytes=config.max_header_bytes,
+    )
+    return ucfg
+
+
 def serve(config: ServerConfig) -> None:
     """Run the server until SIGTERM/SIGINT (blocking); a ref that resolves to nothing raises a ParityError."""
     configure_logging(config.log_level)
@@ -208,22 +284,32 @@ def serve(config: ServerConfig) -> None:
     registry = Registry(config.registry) if config.registry else Registry()
     for ref in config.refs:
         registry.path(ref)
-    options = _uvicorn_options(config)
+    sock = _bind(config.host, config.port)
     if config.workers > 1:
-        _serve_workers(config, options)
+        _serve_workers(config, sock)
         return
     app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, **options))
+    server = _Server(_uvicorn_config(app, config), app.state.dataplane)
     # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
     # into a normal return, so a graceful SIGTERM exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 when the lifespan startup failed
+        if server.started or app.state.startup_error is None:
+            raise
     if not server.started:
-        raise SystemExit(3)
+        error = app.state.startup_error
+        if isinstance(error, ParityError):
+            raise error  # the CLI maps it to its exit code (integrity 6, untrusted 7, ...)
+        if isinstance(error, OSError):
+            raise AddressInUse(str(error)) from None
+        raise SystemExit(1)
 
 
-def _serve_workers(config: ServerConfig, options: dict[str, Any]) -> None:
+def _serve_workers(config: ServerConfig, sock: socket.socket) -> None:
     """N worker processes on one socket (uvicorn's supervisor); metrics in multiprocess mode."""
+    import shutil
     import tempfile
 
     from parity.server._metrics import MULTIPROC_ENV
@@ -242,9 +328,15 @@ def _serve_workers(config: ServerConfig, options: dict[str, Any]) -> None:
         os.environ.pop("PARITY_TOKEN", None)
         os.environ[ENV_CONFIG] = config.to_json()
         try:
-            uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
+            extra: dict[str, Any] = {}
+            if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+                # A worker answers the supervisor's pings only once its imports are done: on a busy
+                # machine that takes longer than uvicorn's 5 s, and the supervisor killed it in a loop.
+                extra["timeout_worker_healthcheck"] = 60
+            ucfg = _uvicorn_config(
+                "parity.server._app:app_from_env", config, factory=True, workers=config.workers, **extra
+            )
+            Multiprocess(ucfg, sockets=[sock]).run()
         finally:
             if token_dir is not None:
-                import shutil
-
                 shutil.rmtree(token_dir, ignore_errors=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 import parity
 from parity.artifact import Artifact
-from parity.codec import NUMPY_DTYPES, encode_column, encode_columns
+from parity.codec import NUMPY_DTYPES, describe_value, encode_column, encode_columns, values_echoed
 from parity.errors import LakeFullError, ParityError, SchemaError
 from parity.lake import LakeWriter
 from parity.registry import Registry
@@ -177,8 +177,8 @@ class DataPlane:
         lake_ok = self.lake is None or self.lake.healthy or self.lake.overflow != "block"
         return {
             "started": self._started,
-            "draining": not self._stopping,
-            "models": bool(self.repository.names()) and self.repository.all_ready(),
+            "accepting": not self._stopping,
+            "models": self.repository.all_ready(),
             "lake": lake_ok,
         }
 
@@ -211,6 +211,8 @@ class DataPlane:
             "platform": handle.platform,
             "inputs": handle.inputs_metadata,
             "outputs": handle.outputs_metadata,
+            # Desired (what the ref points at now) vs served (a refused hot reload keeps the old one).
+            "parameters": self.repository.serving(handle),
         }
 
     def model_ready(self, name: str, version: str | int | None = None) -> bool:
@@ -385,12 +387,14 @@ def _unreadable(handle: ModelHandle, columns: Mapping[str, Any], exc: BaseExcept
                 if isinstance(value, list | tuple | dict):
                     return SchemaError(
                         f"column {spec.name!r} takes one {spec.datatype} value per row; "
-                        f"received {type(value).__name__} {value!r:.80} at row {row}",
+                        f"received {describe_value(value)} at row {row}",
                         column=spec.name,
                     )
-            reason = f"column {spec.name!r}: values cannot be read as {spec.datatype} ({column_exc})"
+            why = str(column_exc) if values_echoed() else type(column_exc).__name__  # the text may quote values
+            reason = f"column {spec.name!r}: values cannot be read as {spec.datatype} ({why})"
             return SchemaError(reason, column=spec.name)
-    return SchemaError(f"the input values cannot be read as the model's input types ({exc})")
+    why = str(exc) if values_echoed() else type(exc).__name__
+    return SchemaError(f"the input values cannot be read as the model's input types ({why})")
 
 
 def _typed_outputs(handle: ModelHandle, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

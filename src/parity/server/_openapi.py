@@ -62,6 +62,10 @@ _SCHEMAS: dict[str, Any] = {
             "platform": {"type": "string"},
             "inputs": {"type": "array", "items": _ref("TensorMetadata")},
             "outputs": {"type": "array", "items": _ref("TensorMetadata")},
+            "parameters": {
+                "type": "object",
+                "description": "ref, desired_version (what the ref points at now) and served_version",
+            },
         },
     },
     "RequestInput": {

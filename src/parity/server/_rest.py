@@ -1,22 +1,23 @@
 """REST adapter: Open Inference Protocol V2 (+ Triton binary tensors), KServe V1 records, repository
 extension, metrics and OpenAPI, as raw Starlette routes over the :class:`DataPlane`.
 
-Every handler is wrapped by :func:`_endpoint`, which takes the request id (``X-Request-ID`` or a
-new one, echoed back), checks the bearer token, applies the request timeout to POST handlers
-and turns exceptions into ``{"error": "..."}`` with the status of :func:`status_for`. Bodies are
-read with a byte limit (``Content-Length`` checked first, streamed bytes counted too). No
-pydantic, no pandas: orjson in, orjson out.
+:data:`ROUTES` lists every route (method, path, handler, flags); :class:`RestHandlers` holds one
+method per route. :func:`endpoint` wraps each: it takes the request id (``X-Request-ID`` cut to
+128 characters, or a new one, echoed back), refuses a ``Host`` outside ``allowed_hosts`` (DNS
+rebinding) and, on POST, the content types a web page can send cross-site without a CORS
+preflight (415), checks the bearer token, applies the request timeout and turns exceptions into
+``{"error": "..."}`` with the status of :func:`status_for`. Bodies are read with a byte limit
+(``Content-Length`` checked first, streamed bytes counted too). No pydantic, no pandas: orjson
+in, orjson out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.applications import Starlette
@@ -29,13 +30,23 @@ from starlette.types import Lifespan
 from parity._ratelog import RateLimitedLog
 from parity.codec import records_to_columns
 from parity.errors import ParityError
+from parity.server._checks import BROWSER_FORM_TYPES, bearer_ok, echo, host_allowed, new_request_id, request_id
 from parity.server._dataplane import DataPlane
-from parity.server._errors import BadRequest, Overloaded, PayloadTooLarge, RequestTimeout, Unauthorized, status_for
+from parity.server._errors import (
+    BadRequest,
+    HostNotAllowed,
+    Overloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    UnsupportedMediaType,
+    status_for,
+)
 from parity.server._logging import request_id_var
 from parity.server._openapi import openapi_document
 from parity.server._tensors import InferRequest, encode_outputs, loads_json, parse_infer_request
 
-__all__ = ["HEADER_LENGTH", "RestSettings", "build_rest_app"]
+__all__ = ["HEADER_LENGTH", "ROUTES", "RestHandlers", "RestSettings", "RouteSpec", "build_rest_app", "endpoint"]
 
 log = logging.getLogger("parity.server")
 
@@ -53,20 +64,18 @@ class RestSettings:
         token: str | None = None,
         max_request_bytes: int = 32 * 1024 * 1024,
         request_timeout_s: float = 30.0,
+        allowed_hosts: tuple[str, ...] = ("*",),
         repository_api: bool = False,
         log_requests: bool = False,
     ) -> None:
         self.token = token.encode() if token else None
         self.max_request_bytes = max_request_bytes
         self.request_timeout_s = request_timeout_s
+        self.allowed_hosts = frozenset(allowed_hosts)
         self.repository_api = repository_api
         """Serve the load/unload endpoints (off by default, as in Triton; they always need the token)."""
         self.log_requests = log_requests
-
-
-def _new_id() -> str:
-    """A random 128-bit request id (os.urandom is cheaper than uuid4 on the hot path)."""
-    return os.urandom(16).hex()
+        """One structured log line per inference request."""
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -113,111 +122,62 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def build_rest_app(
-    dataplane: DataPlane, settings: RestSettings, lifespan: Lifespan[Starlette] | None = None
-) -> Starlette:
-    """Return the Starlette application serving ``dataplane``."""
-    dp = dataplane
-    token = settings.token
-    limit = settings.max_request_bytes
-    timeout = settings.request_timeout_s
+class RestHandlers:
+    """The REST endpoints of one :class:`DataPlane`: one method per route of :data:`ROUTES`."""
 
-    rejections: dict[int, RateLimitedLog] = {}
-
-    def _log_failure(request: Request, status: int, exc: BaseException) -> None:
-        if status >= 500 and status not in (503, 504):
-            log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc, exc_info=status == 500)
-            return
-        # Refusals come in floods under overload or attack: one line per status every few seconds.
-        limiter = rejections.get(status)
-        if limiter is None:
-            limiter = rejections[status] = RateLimitedLog(log, interval_s=5.0)
-        limiter.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-
-    def _endpoint(fn: Handler, *, protected: bool = True, timed: bool = False, protocol: str | None = None) -> Handler:
-        """Wrap a handler; ``protocol`` marks an inference route, whose every answer is counted."""
-
-        async def wrapper(request: Request) -> Response:
-            arrival = time.perf_counter()
-            request.state.arrival = arrival
-            rid = request.headers.get("x-request-id", "")[:128] or _new_id()
-            request_id_var.set(rid)
-            try:
-                if protected and token is not None:
-                    _check_token(request, token)
-                if timed:
-                    try:
-                        async with asyncio.timeout(timeout):
-                            response = await fn(request)
-                    except TimeoutError:
-                        raise RequestTimeout(f"request not completed within {timeout:g} s") from None
-                else:
-                    response = await fn(request)
-            except Exception as exc:
-                response = _error(exc)
-                _log_failure(request, response.status_code, exc)
-                if protocol is not None:
-                    dp.record_error(request.path_params.get("name", ""), protocol, exc, time.perf_counter() - arrival)
-            response.headers["x-request-id"] = rid
-            if dp.draining:
-                response.headers["connection"] = "close"  # clients reconnect elsewhere during the drain
-            if protocol is not None and settings.log_requests:
-                p = request.path_params
-                log.info(
-                    "request",
-                    extra={
-                        "model": p.get("name"), "version": p.get("version"), "protocol": protocol,
-                        "status": response.status_code, "latency_ms": round((time.perf_counter() - arrival) * 1e3, 3),
-                        "rows": getattr(request.state, "rows", None),
-                    },
-                )  # fmt: skip
-            return response
-
-        return wrapper
+    def __init__(self, dataplane: DataPlane, settings: RestSettings) -> None:
+        self.dp = dataplane
+        self.limit = settings.max_request_bytes
+        self._openapi = orjson.dumps(openapi_document())
 
     # ------------------------------------------------------------------ health and metadata
 
-    async def live(request: Request) -> Response:
-        return _json({"live": True}) if dp.live() else _json({"live": False}, 503)
+    async def live(self, request: Request) -> Response:
+        """OIP server liveness."""
+        return _json({"live": True}) if self.dp.live() else _json({"live": False}, 503)
 
-    async def ready(request: Request) -> Response:
-        return _json({"ready": True}) if dp.ready() else _json({"ready": False}, 503)
+    async def ready(self, request: Request) -> Response:
+        """OIP server readiness (503 while not ready)."""
+        return _json({"ready": True}) if self.dp.ready() else _json({"ready": False}, 503)
 
-    async def server_metadata(request: Request) -> Response:
-        return _json(dp.server_metadata())
+    async def server_metadata(self, request: Request) -> Response:
+        """OIP server metadata."""
+        return _json(self.dp.server_metadata())
 
-    async def model_metadata(request: Request) -> Response:
+    async def model_metadata(self, request: Request) -> Response:
+        """OIP model metadata."""
         p = request.path_params
-        return _json(dp.model_metadata(p["name"], p.get("version")))
+        return _json(self.dp.model_metadata(p["name"], p.get("version")))
 
-    async def model_ready(request: Request) -> Response:
+    async def model_ready(self, request: Request) -> Response:
+        """OIP model readiness: 200 means ready, a 4xx means not ready."""
         p = request.path_params
-        ok = dp.model_ready(p["name"], p.get("version"))
-        # OIP: 200 means ready, a 4xx means not ready.
+        ok = self.dp.model_ready(p["name"], p.get("version"))
         return _json({"name": p["name"], "ready": ok}, 200 if ok else 400)
 
     # ------------------------------------------------------------------ inference
 
-    async def decode_infer(request: Request, name: str, version: str | None) -> InferRequest:
-        handle = dp.handle(name, version)
-        body = await read_body(request, limit)
+    async def _decode_infer(self, request: Request, name: str, version: str | None) -> InferRequest:
+        handle = self.dp.handle(name, version)
+        body = await read_body(request, self.limit)
         raw_length = request.headers.get(HEADER_LENGTH)
         header_length: int | None = None
         if raw_length is not None:
             try:
                 header_length = int(raw_length)
             except ValueError:
-                raise BadRequest(f"invalid Inference-Header-Content-Length {raw_length!r}") from None
+                raise BadRequest(f"invalid Inference-Header-Content-Length {echo(raw_length)}") from None
         return parse_infer_request(body, header_length, handle.signature)
 
-    async def infer(request: Request) -> Response:
+    async def infer(self, request: Request) -> Response:
+        """OIP inference (JSON, or JSON header + binary tensors)."""
         p = request.path_params
         name, version = p["name"], p.get("version")
-        if dp.overloaded(name, version):  # refuse before reading the body: overload is shed in microseconds
-            raise Overloaded(f"model {name!r} has {dp.max_inflight} requests in flight (the limit); retry shortly")
-        req = await decode_infer(request, name, version)
-        rid = request_id_var.get() or _new_id()
-        result = await dp.infer(
+        if self.dp.overloaded(name, version):  # refuse before reading the body: overload is shed in microseconds
+            raise Overloaded(f"model {echo(name)} has {self.dp.max_inflight} requests in flight (the limit); retry")
+        req = await self._decode_infer(request, name, version)
+        rid = request_id_var.get() or new_request_id()
+        result = await self.dp.infer(
             name, version, req.columns, request_id=rid, protocol="v2", arrival=request.state.arrival,
             timeout_s=req.timeout_s,
         )  # fmt: skip
@@ -225,7 +185,7 @@ def build_rest_app(
         requested = req.outputs or [(o, req.binary_output) for o in result.outputs]
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
-            header["id"] = req.id
+            header["id"] = request_id(req.id)
         content, json_length = encode_outputs(result.outputs, result.datatypes, requested, header)
         if json_length is None:
             return Response(content, media_type=_JSON)
@@ -235,22 +195,23 @@ def build_rest_app(
             headers={"Inference-Header-Content-Length": str(json_length)},
         )
 
-    async def decode_v1(request: Request, name: str) -> dict[str, list[Any]]:
-        handle = dp.handle(name)
-        body = await read_body(request, limit)
+    async def _decode_v1(self, request: Request, name: str) -> dict[str, list[Any]]:
+        handle = self.dp.handle(name)
+        body = await read_body(request, self.limit)
         payload = loads_json(body)
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             raise BadRequest('the request body must be {"instances": [{column: value, ...}, ...]}')
         return records_to_columns(handle.signature, instances, reject_extra=True)
 
-    async def v1_predict(request: Request) -> Response:
+    async def v1_predict(self, request: Request) -> Response:
+        """KServe V1: records in, records out."""
         name = request.path_params["name"]
-        if dp.overloaded(name):
-            raise Overloaded(f"model {name!r} has {dp.max_inflight} requests in flight (the limit); retry shortly")
-        columns = await decode_v1(request, name)
-        rid = request_id_var.get() or _new_id()
-        result = await dp.infer(name, None, columns, request_id=rid, protocol="v1", arrival=request.state.arrival)
+        if self.dp.overloaded(name):
+            raise Overloaded(f"model {echo(name)} has {self.dp.max_inflight} requests in flight (the limit); retry")
+        columns = await self._decode_v1(request, name)
+        rid = request_id_var.get() or new_request_id()
+        result = await self.dp.infer(name, None, columns, request_id=rid, protocol="v1", arrival=request.state.arrival)
         request.state.rows = len(next(iter(result.outputs.values()), ()))
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
@@ -258,60 +219,170 @@ def build_rest_app(
 
     # ------------------------------------------------------------------ repository extension
 
-    async def repository_index(request: Request) -> Response:
-        body = await read_body(request, limit)
+    async def repository_index(self, request: Request) -> Response:
+        """Every known model and its state (``{"ready": true}`` keeps the ready ones)."""
+        body = await read_body(request, self.limit)
         ready_only = False
         if body.strip():
             payload = loads_json(body)
             ready_only = isinstance(payload, dict) and bool(payload.get("ready", False))
-        index = dp.repository_index()
+        index = self.dp.repository_index()
         if ready_only:
             index = [m for m in index if m["state"] == "READY"]
         return _json(index)
 
-    async def repository_load(request: Request) -> Response:
-        await read_body(request, limit)
-        await dp.load(request.path_params["name"])
+    async def repository_load(self, request: Request) -> Response:
+        """Load (or reload) a model by registry ref."""
+        await read_body(request, self.limit)
+        await self.dp.load(request.path_params["name"])
         return _json({})
 
-    async def repository_unload(request: Request) -> Response:
-        await read_body(request, limit)
-        await dp.unload(request.path_params["name"])
+    async def repository_unload(self, request: Request) -> Response:
+        """Stop serving a model."""
+        await read_body(request, self.limit)
+        await self.dp.unload(request.path_params["name"])
         return _json({})
 
     # ------------------------------------------------------------------ operations
 
-    async def metrics(request: Request) -> Response:
-        return Response(dp.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus metrics."""
+        return Response(self.dp.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    openapi_body = orjson.dumps(openapi_document())
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document."""
+        return Response(self._openapi, media_type=_JSON)
 
-    async def openapi(request: Request) -> Response:
-        return Response(openapi_body, media_type=_JSON)
 
-    model = "/v2/models/{name}"
-    versioned = "/v2/models/{name}/versions/{version}"
+class RouteSpec(NamedTuple):
+    """One REST route: method, path, :class:`RestHandlers` method, and how :func:`endpoint` wraps it."""
+
+    method: str
+    path: str
+    handler: str
+    protected: bool = True
+    """Needs the bearer token (when one is set) and an allowed ``Host``."""
+    timed: bool = False
+    """Bounded by the request timeout (504)."""
+    protocol: str | None = None
+    """Inference route of this protocol label: every answer is counted in the metrics."""
+    repository: bool = False
+    """A load/unload route: served only with ``--enable-repository-api``."""
+
+
+_MODEL = "/v2/models/{name}"
+_VERSIONED = "/v2/models/{name}/versions/{version}"
+ROUTES: tuple[RouteSpec, ...] = (
     # Starlette tries routes in order: the hot ones first.
+    RouteSpec("POST", _MODEL + "/infer", "infer", timed=True, protocol="v2"),
+    RouteSpec("POST", _VERSIONED + "/infer", "infer", timed=True, protocol="v2"),
+    RouteSpec("GET", "/v2/health/live", "live", protected=False),
+    RouteSpec("GET", "/v2/health/ready", "ready", protected=False),
+    RouteSpec("GET", "/v2", "server_metadata"),
+    RouteSpec("GET", _MODEL + "/ready", "model_ready"),
+    RouteSpec("GET", _VERSIONED + "/ready", "model_ready"),
+    RouteSpec("GET", _MODEL, "model_metadata"),
+    RouteSpec("GET", _VERSIONED, "model_metadata"),
+    RouteSpec("POST", "/v1/models/{name}:predict", "v1_predict", timed=True, protocol="v1"),
+    RouteSpec("POST", "/v2/repository/index", "repository_index", timed=True),
+    RouteSpec("POST", "/v2/repository/models/{name}/load", "repository_load", timed=True, repository=True),
+    RouteSpec("POST", "/v2/repository/models/{name}/unload", "repository_unload", timed=True, repository=True),
+    RouteSpec("GET", "/metrics", "metrics"),
+    RouteSpec("GET", "/openapi.json", "openapi"),
+)
+"""Every REST route, in matching order."""
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+_REJECTIONS: dict[int, RateLimitedLog] = {}
+
+
+def _log_failure(request: Request, status: int, exc: BaseException) -> None:
+    if status >= 500 and status not in (503, 504):
+        log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc, exc_info=status == 500)
+        return
+    # Refusals come in floods under overload or attack: one line per status every few seconds.
+    limiter = _REJECTIONS.get(status)
+    if limiter is None:
+        limiter = _REJECTIONS[status] = RateLimitedLog(log, interval_s=5.0)
+    limiter.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+
+
+def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: DataPlane | None = None) -> Handler:
+    """Wrap a handler: request id, Host and content-type checks, bearer token, timeout, errors as JSON.
+
+    With a ``dataplane``: inference routes count every answer (refusals included) with its latency
+    from arrival, and answers during the SIGTERM drain carry ``Connection: close``.
+    """
+    token = settings.token
+    protocol = route.protocol if dataplane is not None else None
+    log_requests = settings.log_requests and protocol is not None
+    hosts = settings.allowed_hosts
+    check_host = route.protected and "*" not in hosts
+    check_type = route.method == "POST"
+    timeout = settings.request_timeout_s if route.timed else None
+
+    async def wrapper(request: Request) -> Response:
+        arrival = time.perf_counter()
+        request.state.arrival = arrival
+        headers = request.headers
+        rid = request_id(headers.get("x-request-id"))
+        request_id_var.set(rid)
+        try:
+            if check_host and not host_allowed(headers.get("host"), hosts):
+                raise HostNotAllowed(f"this server does not answer for host {echo(headers.get('host', ''))}")
+            if check_type and _media_type(request) in BROWSER_FORM_TYPES:
+                raise UnsupportedMediaType(
+                    f"content type {echo(_media_type(request))} is refused (a web page can send it cross-site); "
+                    "send application/json or application/octet-stream"
+                )
+            if route.protected and token is not None and not bearer_ok(headers.get("authorization"), token):
+                raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
+            if timeout is not None:
+                try:
+                    async with asyncio.timeout(timeout):
+                        response = await fn(request)
+                except TimeoutError:
+                    raise RequestTimeout(f"request not completed within {timeout:g} s") from None
+            else:
+                response = await fn(request)
+        except Exception as exc:
+            response = _error(exc)
+            _log_failure(request, response.status_code, exc)
+            if protocol is not None and dataplane is not None:
+                name = request.path_params.get("name", "")
+                dataplane.record_error(name, protocol, exc, time.perf_counter() - arrival)
+        response.headers["x-request-id"] = rid
+        if dataplane is not None and dataplane.draining:
+            response.headers["connection"] = "close"  # clients reconnect elsewhere during the drain
+        if log_requests:
+            p = request.path_params
+            log.info(
+                "request",
+                extra={
+                    "model": p.get("name"), "version": p.get("version"), "protocol": protocol,
+                    "status": response.status_code, "latency_ms": round((time.perf_counter() - arrival) * 1e3, 3),
+                    "rows": getattr(request.state, "rows", None),
+                },
+            )  # fmt: skip
+        return response
+
+    return wrapper
+
+
+def build_rest_app(
+    dataplane: DataPlane, settings: RestSettings, lifespan: Lifespan[Starlette] | None = None
+) -> Starlette:
+    """Return the Starlette application serving ``dataplane``: :data:`ROUTES` over :class:`RestHandlers`."""
+    handlers = RestHandlers(dataplane, settings)
     routes = [
-        Route(model + "/infer", _endpoint(infer, timed=True, protocol="v2"), methods=["POST"]),
-        Route(versioned + "/infer", _endpoint(infer, timed=True, protocol="v2"), methods=["POST"]),
-        Route("/v2/health/live", _endpoint(live, protected=False), methods=["GET"]),
-        Route("/v2/health/ready", _endpoint(ready, protected=False), methods=["GET"]),
-        Route("/v2", _endpoint(server_metadata), methods=["GET"]),
-        Route(model + "/ready", _endpoint(model_ready), methods=["GET"]),
-        Route(versioned + "/ready", _endpoint(model_ready), methods=["GET"]),
-        Route(model, _endpoint(model_metadata), methods=["GET"]),
-        Route(versioned, _endpoint(model_metadata), methods=["GET"]),
-        Route("/v1/models/{name}:predict", _endpoint(v1_predict, timed=True, protocol="v1"), methods=["POST"]),
-        Route("/v2/repository/index", _endpoint(repository_index, timed=True), methods=["POST"]),
-        Route("/metrics", _endpoint(metrics), methods=["GET"]),
-        Route("/openapi.json", _endpoint(openapi), methods=["GET"]),
+        Route(spec.path, endpoint(getattr(handlers, spec.handler), spec, settings, dataplane), methods=[spec.method])
+        for spec in ROUTES
+        if settings.repository_api or not spec.repository
     ]
-    if settings.repository_api:
-        routes += [
-            Route("/v2/repository/models/{name}/load", _endpoint(repository_load), methods=["POST"]),
-            Route("/v2/repository/models/{name}/unload", _endpoint(repository_unload), methods=["POST"]),
-        ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -326,12 +397,3 @@ def build_rest_app(
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
     )
-
-
-def _check_token(request: Request, token: bytes) -> None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, given = auth.partition(" ")
-    # Compare even on a wrong scheme so timing reveals nothing about the token.
-    ok = hmac.compare_digest(given.strip().encode(), token)
-    if not ok or scheme.lower() != "bearer":
-        raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")

@@ -1,13 +1,17 @@
 """``parity serve``: the typer command function; the CLI app adds it with ``register(app)``.
 
+``python -m parity.server`` runs it alone (:func:`main`). Importing this module imports the server
+package, so the CLI registers it only when the `serve` extra is installed.
+
 Every option can also come from a ``PARITY_<OPTION>`` environment variable (``--lake-overflow``
--> ``PARITY_LAKE_OVERFLOW``) or from a TOML file given with ``--config`` whose keys are the
-option names (``lake-overflow = "shed"`` or ``lake_overflow``), optionally under a ``[serve]``
-table. Precedence: command line, then environment, then config file, then the default.
+-> ``PARITY_LAKE_OVERFLOW``) or from a TOML file given with ``--config`` whose keys are the option
+names (``lake-overflow = "shed"`` or ``lake_overflow``), optionally under a ``[serve]`` table.
+Precedence: command line, then environment, then config file, then the default.
 """
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,10 +19,11 @@ from typing import Annotated, Any
 import click
 import typer
 
+from parity.errors import ParityError
 from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
 from parity.server._config import DEFAULT_LAKE, ServerConfig
 
-__all__ = ["ENV_PREFIX", "register", "serve"]
+__all__ = ["ENV_PREFIX", "main", "register", "serve"]
 
 ENV_PREFIX = "PARITY_"
 
@@ -47,6 +52,8 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         name = str(key).replace("-", "_")
         if name not in known or name == "config":
             raise typer.BadParameter(f"unknown option {key!r} in the config file; known: {sorted(known - {'config'})}")
+        if name == "refs" and isinstance(item, str):
+            item = item.split()  # one string of space-separated refs, as in $PARITY_REFS
         defaults[name] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
@@ -188,6 +195,38 @@ def serve(
             "--drain", min=0.0, help="Seconds of not-ready serving after SIGTERM before stopping.", envvar=_env("drain")
         ),
     ] = 5.0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            min=0.001,
+            help="Seconds a client may take to send its headers.",
+            envvar=_env("header_timeout"),
+        ),
+    ] = 5.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.001, help="Seconds a client may take to send its body.", envvar=_env("body_timeout")
+        ),
+    ] = 10.0,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="Comma-separated Host headers to answer ('*' any; default: loopback names when bound to loopback).",
+            envvar=_env("allowed_hosts"),
+        ),
+    ] = None,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--limit-concurrency",
+            min=1,
+            help="Connections + requests before 503 (not health).",
+            envvar=_env("limit_concurrency"),
+        ),
+    ] = 2048,
     reload_interval: Annotated[
         float,
         typer.Option(
@@ -238,6 +277,14 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (uvicorn access log).", envvar=_env("access_log"))
     ] = False,
+    log_values: Annotated[
+        bool,
+        typer.Option(
+            "--log-values",
+            help="Quote offending input values in error messages (debugging).",
+            envvar=_env("log_values"),
+        ),
+    ] = False,
     log_requests: Annotated[
         bool,
         typer.Option(
@@ -252,8 +299,6 @@ def serve(
         # Under the full CLI, `parity --registry DIR serve ...` sets the root on the context object.
         root = getattr(ctx.obj, "registry_root", None)
         registry = str(root) if root is not None else None
-    if isinstance(refs, str):  # from the config file or the environment: one string
-        refs = refs.split()
     try:
         cfg = ServerConfig(
             refs=tuple(refs or ()),
@@ -278,6 +323,10 @@ def serve(
             request_timeout_s=request_timeout,
             drain_s=drain,
             reload_interval_s=reload_interval,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts.split(",")),
+            limit_concurrency=limit_concurrency,
             registry=registry,
             enable_repository_api=enable_repository_api,
             tls_cert=tls_cert,
@@ -288,7 +337,19 @@ def serve(
             log_level=log_level,
             access_log=access_log,
             log_requests=log_requests,
+            log_values=log_values,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     run(cfg)
+
+
+def main() -> None:
+    """Run the ``serve`` command alone (a ParityError becomes one line on stderr and exit code 1)."""
+    try:
+        typer.run(serve)
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT once it has shut down gracefully
+        sys.exit(130)
