@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from onnx import TensorProto
 
 from parity.errors import ExportError
@@ -78,6 +79,12 @@ class Block:
     origins: list[Origin | None]
     columns: list[str] | None = None
     sparse: bool = False
+    markers: list[str] | None = None
+    """Text columns: the training data's missing marker of each (``ColumnSpec.missing``)."""
+
+    def marker(self, j: int) -> str:
+        """Missing marker of text column ``j`` (NaN unless the training data used None or pd.NA)."""
+        return self.markers[j] if self.markers is not None else "NaN"
 
     @property
     def width(self) -> int:
@@ -86,7 +93,20 @@ class Block:
 
 
 def _is_nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _text_key(value: Any, marker: str) -> str | None:
+    """The graph's string for a fitted text value; None when no input can reach it.
+
+    Every missing input travels as MISSING_STRING and means the column's training marker, so a
+    fitted None (or NaN) is MISSING_STRING only when it is that marker; the other spelling never
+    occurs at prediction time.
+    """
+    if not _is_nan(value):
+        return value if isinstance(value, str) else str(value)
+    kind = "None" if value is None else "NA" if value is pd.NA else "NaN"
+    return MISSING_STRING if kind == marker else None
 
 
 def _step_name(est: Any) -> str:
@@ -109,7 +129,7 @@ def raw_inputs(b: GraphBuilder, signature: Signature) -> dict[str, Block]:
         name = b.add_input(spec.name, types[spec.datatype], ["N"])
         col = b.node("Unsqueeze", [name, axes], f"{spec.name}_2d")
         if spec.datatype == "BYTES":
-            blocks[spec.name] = Block(col, True, [None], columns=[col])
+            blocks[spec.name] = Block(col, True, [None], columns=[col], markers=[spec.missing or "NaN"])
         else:
             if spec.datatype != "FP64":
                 col = b.cast(col, TensorProto.DOUBLE, f"{spec.name}_f64")
@@ -126,7 +146,9 @@ def concat(b: GraphBuilder, blocks: list[Block], step: str | None = None) -> Blo
         raise _mixed(step)
     origins = [o for blk in blocks for o in blk.origins]
     if blocks[0].is_text and all(blk.columns is not None for blk in blocks):
-        return Block("", True, origins, columns=[c for blk in blocks for c in blk.columns or []])
+        columns = [c for blk in blocks for c in blk.columns or []]
+        markers = [blk.marker(j) for blk in blocks for j in range(blk.width)]
+        return Block("", True, origins, columns=columns, markers=markers)
     tensors = [_whole(b, blk) for blk in blocks]
     return Block(b.node("Concat", tensors, "concat", axis=1), blocks[0].is_text, origins)
 
@@ -211,12 +233,15 @@ def _minmax_scaler(b: GraphBuilder, block: Block, est: Any) -> Block:
     return Block(x, False, origins)
 
 
-def _missing_mask(b: GraphBuilder, block: Block, missing_values: Any, est: Any) -> str:
+def _missing_mask(b: GraphBuilder, block: Block, missing_values: Any, est: Any) -> str | None:
+    """Bool mask of the values ``est`` treats as missing; None when no input value can be."""
     if block.is_text:
-        marker = MISSING_STRING if _is_nan(missing_values) else missing_values
-        if not isinstance(marker, str):
+        if not _is_nan(missing_values) and not isinstance(missing_values, str):
             raise ExportError(f"{_step_name(est)} on text needs a string or NaN missing_values", step=_step_name(est))
-        return b.node("Equal", [block.tensor, b.const(np.array([marker], dtype=object), "marker")], "is_missing")
+        key = _text_key(missing_values, block.marker(0))
+        if key is None:
+            return None
+        return b.node("Equal", [block.tensor, b.const(np.array([key], dtype=object), "marker")], "is_missing")
     if _is_nan(missing_values):
         return b.node("IsNaN", [block.tensor], "is_missing")
     return b.node("Equal", [block.tensor, b.const(np.float64(missing_values), "marker")], "is_missing")
@@ -235,11 +260,16 @@ def _simple_imputer(b: GraphBuilder, block: Block, est: Any) -> Block:
     if block.is_text and block.columns is not None:
         imputed = []
         for j, col in enumerate(block.columns):
-            mask_j = _missing_mask(b, Block(col, True, [None]), est.missing_values, est)
+            mask_j = _missing_mask(b, Block(col, True, [None], markers=[block.marker(j)]), est.missing_values, est)
+            if mask_j is None:  # the imputer's missing value is not how this column spells missing
+                imputed.append(col)
+                continue
             fill_j = b.const(np.array([[str(stats[j])]], dtype=object), "fill")
             imputed.append(b.node("Where", [mask_j, fill_j, col], "imputed"))
-        return Block("", True, list(block.origins), columns=imputed)
+        return Block("", True, list(block.origins), columns=imputed, markers=block.markers)
     mask = _missing_mask(b, block, est.missing_values, est)
+    if mask is None:
+        raise ExportError(f"{_step_name(est)}: unsupported missing_values on concatenated text", step=_step_name(est))
     if block.is_text:
         fill = b.const(np.array([[str(v) for v in stats]], dtype=object), "fill")
     else:
@@ -259,9 +289,10 @@ def _category_matches(b: GraphBuilder, block: Block, j: int, cats: np.ndarray, e
     """Bool ``[N, len(cats)]``: column j equals each fitted category (missing matches a NaN/None category)."""
     col = _slice(b, block, j)
     if block.is_text:
-        texts = [MISSING_STRING if _is_nan(c) else c for c in cats]
-        if not all(isinstance(v, str) for v in texts):
+        if not all(isinstance(c, str) or _is_nan(c) for c in cats):
             raise ExportError(f"{_step_name(est)} mixes text and numbers in its categories", step=_step_name(est))
+        keyed = [(key, i) for i, c in enumerate(cats) if (key := _text_key(c, block.marker(j))) is not None]
+        texts = [k for k, _ in keyed]
         if len(set(texts)) != len(texts):
             raise ExportError(f"{_step_name(est)} has duplicated categories {texts}", step=_step_name(est))
         # One hash lookup per value (LabelEncoder) instead of a string comparison per category:
@@ -271,11 +302,11 @@ def _category_matches(b: GraphBuilder, block: Block, j: int, cats: np.ndarray, e
             [col],
             "codes",
             domain=ML_DOMAIN,
-            keys_strings=texts,
-            values_int64s=list(range(len(texts))),
+            keys_strings=texts or [MISSING_STRING + "unreachable"],
+            values_int64s=[i for _, i in keyed] or [-1],
             default_int64=-1,
         )
-        return b.node("Equal", [codes, b.const(np.arange(len(texts), dtype=np.int64).reshape(1, -1), "ids")], "match")
+        return b.node("Equal", [codes, b.const(np.arange(len(cats), dtype=np.int64).reshape(1, -1), "ids")], "match")
     values = np.array([np.nan if _is_nan(c) else float(c) for c in cats], dtype=np.float64)
     match = b.node("Equal", [col, b.const(values.reshape(1, -1), "cats")], "match")
     nan_pos = np.isnan(values)
@@ -343,7 +374,7 @@ def _ordinal(b: GraphBuilder, block: Block, est: Any) -> Block:
         codes = np.arange(len(cats_arr), dtype=np.float64)
         missing_code = float(est.encoded_missing_value)
         for i, c in enumerate(cats_arr):
-            if _is_nan(c):
+            if isinstance(c, float) and np.isnan(c):  # a fitted None is an ordinary category for sklearn
                 codes[i] = missing_code
         match_int = b.cast(match, TensorProto.INT64)
         axis1 = b.const(np.array([1], dtype=np.int64), "axis")

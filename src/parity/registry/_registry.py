@@ -9,9 +9,10 @@ On-disk layout (keys of the :class:`~parity.registry.Storage`; for :class:`Local
 under ``<root>/registry``)::
 
     models/<name>/versions/<n>/       the artifact directory (immutable; files chmod 0o444)
-    models/<name>/index.json          {"format": 1, "name", "versions": [{"version", "digest", "created"}],
-                                       "aliases": {alias: version}}   (rewritten atomically)
-    models/<name>/history.jsonl       one alias change per line (appended with fsync, under the lock)
+    models/<name>/index.json          {"format": 1, "name", "versions": [{"version", "digest", "digest_scheme",
+                                       "created"}], "aliases": {alias: version}, "changes": n,
+                                       "last_change": {...}}   (rewritten atomically; THE source of truth)
+    models/<name>/history.jsonl       one alias change per line, appended after the index write
     models/<name>/.staging/<uuid>/    a push in progress (renamed to versions/<n> when committed)
     locks/<name>.lock                 flock file of the per-model critical section
 
@@ -19,6 +20,13 @@ Concurrency: a push copies the artifact to ``.staging`` outside the lock (copyin
 then, holding the model lock, re-reads the index, returns the existing version if the digest is
 already there, else renames the staging folder to ``versions/<n+1>`` and rewrites the index.
 Readers never lock: the index is replaced atomically and versions are immutable.
+
+Crashes: the index is written first and counts the alias changes it holds, with the last one, so
+the history is derived from it (:meth:`Registry.history` adds a change the crash kept out of the
+file; the next alias write rewrites the file to match, dropping a torn line). Every write, under
+the model lock, deletes the debris of dead writers: ``.staging`` folders untouched for
+``stale_after_s`` (default an hour), version folders the index does not list, temp files.
+:meth:`Registry.fsck` (``parity registry fsck [--repair]``) reports and repairs all of it.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from parity.registry._storage import LocalStorage, Storage
 
 if TYPE_CHECKING:
     from parity.artifact import Artifact
+    from parity.registry._fsck import FsckProblem
 
 __all__ = [
     "AliasChange",
@@ -61,6 +70,8 @@ __all__ = [
 ]
 
 _INDEX_FORMAT = 1
+STALE_AFTER_S = 3600.0
+"""Default age of an untouched ``.staging`` folder after which no live push can own it."""
 
 
 class SavableArtifact(Protocol):
@@ -119,6 +130,21 @@ class AliasChange:
     new_version: int | None
 
 
+def _replay(changes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The aliases a sequence of history entries leads to."""
+    aliases: dict[str, int] = {}
+    for change in changes:
+        if change.get("new_version") is None:
+            aliases.pop(str(change.get("alias")), None)
+        else:
+            aliases[str(change["alias"])] = int(change["new_version"])
+    return aliases
+
+
+def _history_line(change: Mapping[str, Any]) -> bytes:
+    return (json.dumps(dict(change), sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -139,7 +165,15 @@ def _names(items: Sequence[object]) -> str:
 class Registry:
     """Numbered, immutable, content-addressed model versions with movable aliases."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        storage: Storage | None = None,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> None:
+        self.stale_after_s = stale_after_s
+        """Age after which a push's ``.staging`` folder counts as crash debris (cleaned on the next write)."""
         if storage is not None and root is not None:
             raise RegistryError("pass either root or storage to Registry, not both")
         if storage is None:
@@ -242,6 +276,8 @@ class Registry:
     def _commit(self, name: str, digest: str, staging: str) -> ModelVersion:
         """Turn a staged copy into the next version; the caller holds the model lock."""
         index = self._read_index(name) or {"format": _INDEX_FORMAT, "name": name, "versions": [], "aliases": {}}
+        for _, key in self.find_debris(name, index, keep=staging):
+            self.storage.delete(key)
         if (existing := self._find_digest(name, index, digest)) is not None:
             return existing
         # Also skip numbers whose folder exists without an index entry (a crash between rename and index write).
@@ -252,6 +288,38 @@ class Registry:
         index["versions"].append(entry)
         self._write_index(name, index)
         return self._version(name, index, entry)
+
+    def find_debris(
+        self, name: str, index: Mapping[str, Any] | None, keep: str | None = None
+    ) -> builtins.list[tuple[str, str]]:
+        """Return (kind, key) of what crashed writers left for model ``name``; the caller holds its lock.
+
+        Found: ``.staging`` folders untouched for ``stale_after_s`` (a live push keeps writing to its
+        own; ``keep`` is the caller's), version folders the index does not list (renamed, then the
+        process died before the index write: never acknowledged) and temp files of interrupted atomic
+        writes (every atomic write of a model happens under its lock).
+        """
+        model = self._model(name)
+        found: builtins.list[tuple[str, str]] = []
+        for child in self.storage.list(f"{model}/.staging"):
+            key = f"{model}/.staging/{child}"
+            age = self.storage.age(key)
+            if key != keep and (age is None or age >= self.stale_after_s):
+                found.append(("stale_staging", key))
+        listed = {int(e["version"]) for e in (index or {}).get("versions", [])}
+        for child in self.storage.list(f"{model}/versions"):
+            if not (child.isdigit() and int(child) in listed):
+                found.append(("orphan_version", f"{model}/versions/{child}"))
+        found += [
+            ("temp_file", f"{model}/{c}") for c in self.storage.list(model) if c.startswith(".") and c.endswith(".tmp")
+        ]
+        return found
+
+    def fsck(self, *, repair: bool = False, verify: bool = True) -> builtins.list[FsckProblem]:
+        """Check every model for crash debris and inconsistencies; with ``repair``, fix what can be fixed."""
+        from parity.registry._fsck import fsck
+
+        return fsck(self, repair=repair, verify=verify)
 
     # ------------------------------------------------------------------ read
 
@@ -384,6 +452,9 @@ class Registry:
         self._index(name)  # NotFoundError before taking a lock for an unknown model
         with self.storage.lock(name):
             index = self._index(name)
+            for _, key in self.find_debris(name, index):
+                self.storage.delete(key)
+            index.setdefault("changes", len(self._sync_history(name, index)))
             numbers = sorted(int(e["version"]) for e in index["versions"])
             old = index["aliases"].get(alias)
             if version is None and old is None:
@@ -399,28 +470,65 @@ class Registry:
                 del index["aliases"][alias]
             else:
                 index["aliases"][alias] = version
-            # History first: a crash in between leaves a logged change not applied, never an unlogged one.
-            line = json.dumps(change.__dict__, sort_keys=True, separators=(",", ":")) + "\n"
-            self.storage.append_bytes(f"{self._model(name)}/history.jsonl", line.encode())
+            # The index is the truth and is written first; it also carries the change, so a crash before
+            # the history append leaves a line that history() derives and the next write appends.
+            index["changes"] = int(index["changes"]) + 1
+            index["last_change"] = change.__dict__
             self._write_index(name, index)
+            self.storage.append_bytes(self._history_key(name), _history_line(change.__dict__))
             return change
 
-    def history(self, name: str) -> builtins.list[AliasChange]:
-        """Return every alias change of model ``name``, oldest first."""
-        self._index(name)
+    def _history_key(self, name: str) -> str:
+        return f"{self._model(name)}/history.jsonl"
+
+    def _read_history(self, name: str) -> tuple[builtins.list[dict[str, Any]], bool]:
+        """Parsed history lines and whether the file ends in a torn line (a crash mid-append)."""
         try:
-            raw = self.storage.read_bytes(f"{self._model(name)}/history.jsonl")
+            raw = self.storage.read_bytes(self._history_key(name))
         except FileNotFoundError:
-            return []
-        lines = raw.decode().splitlines()
-        out = []
+            return [], False
+        lines = raw.decode("utf-8", errors="replace").splitlines()
+        out: builtins.list[dict[str, Any]] = []
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
-                out.append(AliasChange(**json.loads(line)))
+                entry = json.loads(line)
+                AliasChange(**entry)
             except (ValueError, TypeError) as exc:
                 if i == len(lines) - 1:
-                    break  # a torn final line from a crash mid-append: the change never happened
+                    return out, True
                 raise RegistryError(f"history of model {name!r} is corrupt at line {i + 1}: {exc}") from exc
-        return out
+            out.append(entry)
+        return out, False
+
+    @staticmethod
+    def _derived_history(
+        index: Mapping[str, Any], lines: builtins.list[dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
+        """The history the index implies: its first ``changes`` lines, plus ``last_change`` if not appended yet."""
+        if "changes" not in index:
+            # An index written before it counted changes (history was appended first then): a last line
+            # whose change the index does not show was never applied.
+            if lines and _replay(lines) != index["aliases"] and _replay(lines[:-1]) == index["aliases"]:
+                return lines[:-1]
+            return lines
+        count = int(index["changes"])
+        kept = lines[:count]  # lines past the count were never applied (crash debris of older versions)
+        if len(kept) == count - 1 and index.get("last_change"):
+            kept = [*kept, dict(index["last_change"])]
+        return kept
+
+    def _sync_history(self, name: str, index: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
+        """Rewrite the history file to what the index implies if it differs; the caller holds the lock."""
+        lines, torn = self._read_history(name)
+        derived = self._derived_history(index, lines)
+        if derived != lines or torn:
+            self.storage.write_bytes_atomic(self._history_key(name), b"".join(_history_line(e) for e in derived))
+        return derived
+
+    def history(self, name: str) -> builtins.list[AliasChange]:
+        """Return every alias change of model ``name``, oldest first (derived from the index)."""
+        index = self._index(name)
+        lines, _ = self._read_history(name)
+        return [AliasChange(**e) for e in self._derived_history(index, lines)]
