@@ -373,7 +373,10 @@ def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) 
     for spec in signature.inputs:
         arr = columns[spec.name]
         if spec.datatype == "BYTES":
-            arr = np.where(arr == MISSING_STRING, np.array(None, dtype=object), arr)
+            # A missing string becomes the training data's own marker, which the pipeline was fitted on.
+            missing = np.empty(1, dtype=object)
+            missing[0] = spec.missing_value
+            arr = np.where(arr == MISSING_STRING, missing, arr)
         data[spec.name] = arr
     return pd.DataFrame(data)
 

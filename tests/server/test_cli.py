@@ -10,23 +10,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import typer
 from typer.testing import CliRunner
 
 import parity
+from parity.cli import app
 from parity.server import ServerConfig
-from parity.server.cli import register
 from tests.server.conftest import ModelEnv, free_port
 
 
-def test_register_adds_serve_command() -> None:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """Root."""
-
-    register(app)
+def test_real_app_has_serve_with_its_options() -> None:
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0, result.output
     for option in ("--max-batch-size", "--reload-interval", "--grpc-port", "--lake", "--token", "--workers"):
