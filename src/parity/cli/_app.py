@@ -6,7 +6,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -77,12 +76,12 @@ def _print_version(value: bool) -> None:
 def _global_options(
     ctx: typer.Context,
     registry: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--registry",
             envvar="PARITY_HOME",
             show_envvar=True,
-            help="Registry root directory (default: ./.parity).",
+            help="Registry root: a directory or s3://bucket/prefix (default: ./.parity).",
         ),
     ] = None,
     debug: Annotated[
