@@ -18,6 +18,8 @@ CORE = [
     "parity.profile",
     "parity.registry",
     "parity.runtime",
+    "parity.deploy",
+    "parity.batch",
 ]
 FORBIDDEN = ["starlette", "uvicorn", "grpc", "typer", "rich", "prometheus_client", "parity.server", "parity.cli"]
 
