@@ -17,6 +17,7 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
     ├── RegistryError               registry operation failed
     │   └── NotFoundError           unknown model, version or alias
     ├── ProfileError                a profile cannot be built, read or merged
+    ├── AddressInUse                a server cannot listen on its address (port taken)
     ├── LakeError                   the prediction lake cannot be written (path, disk, options)
     │   └── LakeFullError           the lake queue has no room for a request's rows
     └── MissingDependencyError      an optional extra is not installed
@@ -25,6 +26,7 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
 from __future__ import annotations
 
 __all__ = [
+    "AddressInUse",
     "ArtifactError",
     "ExportError",
     "IntegrityError",
@@ -108,3 +110,7 @@ class LakeFullError(LakeError):
 
 class MissingDependencyError(ParityError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class AddressInUse(ParityError, OSError):
+    """A server cannot listen on its address (port taken or address unavailable)."""

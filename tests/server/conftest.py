@@ -134,7 +134,8 @@ class ServerProcess:
         """If the server died of a bind conflict, start it again on fresh ports and return True."""
         if self.proc.poll() is None or self.restarts >= self.attempts:
             return False
-        if not any(marker in self.log() for marker in BIND_ERRORS):
+        text = self.log().lower()
+        if not any(marker.lower() in text for marker in BIND_ERRORS):
             return False
         self._log.close()
         self.restarts += 1
@@ -148,7 +149,7 @@ class ServerProcess:
         except httpx.TransportError:
             return False
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until :meth:`probe` passes (fail with the server log if it dies or times out)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

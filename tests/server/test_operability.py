@@ -58,18 +58,27 @@ def _metric_sum(text: str, name: str, **labels: str) -> float:
 
 
 async def _load(
-    url: str, body: dict[str, Any], rows: int, *, conns: int, seconds: float, on_tick: Any = None
+    url: str,
+    body: dict[str, Any],
+    rows: int,
+    *,
+    conns: int,
+    seconds: float,
+    on_tick: Any = None,
+    acked: dict[str, int] | None = None,
+    stop_after_tick: bool = False,
 ) -> tuple[dict[str, int], dict[int, int], list[float]]:
     """``conns`` closed loops for ``seconds``; returns rows acked per request id, counts per status, send times."""
-    acked: dict[str, int] = {}
+    acked = {} if acked is None else acked
     statuses: dict[int, int] = {}
     resets: list[float] = []
     stop = time.monotonic() + seconds
+    ticked = asyncio.Event()
 
     async def loop(c: int) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             i = 0
-            while time.monotonic() < stop:
+            while time.monotonic() < stop and not (stop_after_tick and ticked.is_set()):
                 rid = f"c{c}-{i}"
                 i += 1
                 sent = time.monotonic()
@@ -86,6 +95,7 @@ async def _load(
     async def ticker() -> None:
         if on_tick is not None:
             await on_tick()
+        ticked.set()
 
     await asyncio.gather(*(loop(c) for c in range(conns)), ticker())
     return acked, statuses, resets
@@ -148,11 +158,26 @@ def test_ack_mode_kill9_under_load_loses_no_acknowledged_row(
     server.wait_ready()
     frame = make_frame(50, seed=5)
 
-    async def kill_later() -> None:
-        await asyncio.sleep(2.0)
+    acked: dict[str, int] = {}
+
+    async def kill_under_load() -> None:
+        deadline = time.monotonic() + 30
+        while len(acked) < 40 and time.monotonic() < deadline:  # mid-stream, however slow the machine
+            await asyncio.sleep(0.05)
         server.proc.send_signal(signal.SIGKILL)
 
-    acked, _, _ = asyncio.run(_load(server.url, _body(frame), 50, conns=8, seconds=3.0, on_tick=kill_later))
+    asyncio.run(
+        _load(
+            server.url,
+            _body(frame),
+            50,
+            conns=8,
+            seconds=32.0,
+            on_tick=kill_under_load,
+            acked=acked,
+            stop_after_tick=True,
+        )
+    )
     server.proc.wait()
     assert server.proc.returncode == -signal.SIGKILL
     assert len(acked) > 8
@@ -290,7 +315,8 @@ def test_errors_name_fields_not_values_unless_asked(
     loud = start_server(_args(model_env, tmp_path / "loud", "--log-values"))
     quiet.wait_ready()
     loud.wait_ready()
-    body = {"inputs": [{"name": "age", "datatype": "FP64", "shape": [1], "data": ["secret-value-42"]}]}
+    body = _body(make_frame(100).iloc[:1])
+    body["inputs"][0] = {"name": "age", "datatype": "FP64", "shape": [1], "data": ["secret-value-42"]}
     with httpx.Client(timeout=10) as c:
         hidden = c.post(quiet.url + "/v2/models/churn/infer", json=body)
         shown = c.post(loud.url + "/v2/models/churn/infer", json=body)

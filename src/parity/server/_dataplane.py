@@ -33,6 +33,7 @@ from parity.codec import NUMPY_DTYPES, describe_value, encode_column, encode_col
 from parity.errors import LakeFullError, ParityError, SchemaError
 from parity.lake import LakeWriter
 from parity.registry import Registry
+from parity.server import _tracing as tracing
 from parity.server._batching import Batcher
 from parity.server._config import ServerConfig
 from parity.server._errors import ModelNotFound, ModelNotReady, Overloaded, RequestTimeout, status_for
@@ -241,6 +242,24 @@ class DataPlane:
         ``arrival`` (``time.perf_counter()`` when the request arrived) starts the latency and the
         deadline: ``request_timeout_s`` or the client's ``timeout_s`` if shorter, queueing included.
         """
+        if not tracing.ENABLED:
+            return await self._infer(name, version, columns, request_id, protocol, arrival, timeout_s)
+        called = time.perf_counter()
+        with tracing.span("parity.infer", start=arrival, model=name, protocol=protocol, request_id=request_id):
+            if arrival is not None:
+                tracing.record_span("parity.decode", arrival, called)
+            return await self._infer(name, version, columns, request_id, protocol, arrival, timeout_s)
+
+    async def _infer(
+        self,
+        name: str,
+        version: str | int | None,
+        columns: Mapping[str, Any],
+        request_id: str,
+        protocol: str,
+        arrival: float | None,
+        timeout_s: float | None,
+    ) -> InferResult:
         start = time.perf_counter() if arrival is None else arrival
         budget = self.request_timeout_s if timeout_s is None else min(self.request_timeout_s, max(0.0, timeout_s))
         label_model, label_version = UNKNOWN_MODEL, ""
@@ -280,7 +299,8 @@ class DataPlane:
                 lake.check_size(rows, nbytes)
                 if lake.overflow == "shed" and not lake.has_room(rows, nbytes):
                     raise LakeFullError("the prediction lake queue is full; retry later")
-            left = budget - (time.perf_counter() - start)
+            submitted = time.perf_counter()
+            left = budget - (submitted - start)
             try:
                 if left <= 0:  # spent before the model could run (queueing, decoding): do not run it
                     raise TimeoutError
@@ -291,8 +311,12 @@ class DataPlane:
                     f"inference did not finish within {budget:g} s of the request's arrival; the server is overloaded"
                 ) from None
             outputs = _typed_outputs(handle, raw)
+            if tracing.ENABLED and "start" in timing:
+                tracing.record_span("parity.queue", submitted, timing["start"], rows=rows)
+                tracing.record_span("parity.model", timing["start"], timing["end"], version=handle.version_str)
             if lake is not None:
-                left = budget - (time.perf_counter() - start)
+                lake_start = time.perf_counter()
+                left = budget - (lake_start - start)
                 try:
                     await lake.put(
                         model=handle.name, version=handle.version, signature=handle.signature, inputs=encoded,
@@ -305,6 +329,9 @@ class DataPlane:
                             f"the prediction lake had no room within the request's {budget:g} s deadline"
                         ) from exc
                     raise
+                finally:
+                    if tracing.ENABLED:
+                        tracing.record_span("parity.lake", lake_start, time.perf_counter(), overflow=lake.overflow)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
