@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from parity.lake._layout import Publisher
+from parity.lake._layout import Publisher, write_parquet
 
 __all__ = ["WAL_DIR", "Wal", "WalSegment", "recover"]
 
@@ -129,7 +128,7 @@ def recover(root: Path, publisher: Publisher) -> int:
                 if key is not None and batches and not publisher.exists(key):
                     staged = publisher.stage(key)
                     try:
-                        pq.write_table(pa.Table.from_batches(batches), staged)
+                        write_parquet(pa.Table.from_batches(batches), staged)
                         publisher.publish(staged, key)
                     except BaseException:
                         publisher.discard(staged)

@@ -17,12 +17,18 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from parity._ratelog import RateLimitedLog
 from parity.codec import ARROW_TYPES
 from parity.errors import LakeError, LakeFullError
-from parity.lake._layout import LocalPublisher, Publisher, check_writable, new_file_name, partition_key
+from parity.lake._layout import (
+    LocalPublisher,
+    Publisher,
+    check_writable,
+    new_file_name,
+    partition_key,
+    write_parquet,
+)
 from parity.lake._wal import Wal, WalSegment, recover
 from parity.schema import MISSING_STRING, Signature
 
@@ -577,7 +583,7 @@ class LakeWriter:
         staged: Path | None = None
         try:
             staged = self.publisher.stage(file.key)
-            pq.write_table(pa.Table.from_batches(file.batches, schema=file.schema), staged)
+            write_parquet(pa.Table.from_batches(file.batches, schema=file.schema), staged)
             self.publisher.publish(staged, file.key)
         except Exception as exc:
             if staged is not None:
