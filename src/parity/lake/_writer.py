@@ -46,7 +46,8 @@ Durability = Literal["buffered", "ack"]
 
 _TS = pa.timestamp("us", tz="UTC")
 _OBJECT_BYTES = 48  # estimated bytes of one str of an object column (pointer + short text)
-_WAKE_ROWS = 65_536  # the thread starts a cycle early once this many rows wait
+_WAKE_ROWS = 8_192  # the thread starts a cycle early once this many rows wait
+_ABSORB_S = 0.05  # queued rows are encoded at least this often: small steps, no long GIL holds
 _RETRY_S = 1.0  # pause after a failed write before trying again
 
 
@@ -495,12 +496,12 @@ class LakeWriter:
         self._shutdown()
 
     def _next_due(self) -> float:
-        opened = [f.opened for f in self._files.values()]
         if self._queue:
-            opened.append(self._queue_since)
-        if not opened:
+            # Encode what waits in small steps (a big batch holds the GIL for long, stalling requests).
+            return _ABSORB_S
+        if not self._files:
             return self.flush_interval_s
-        oldest = min(opened)
+        oldest = min(f.opened for f in self._files.values())
         return max(0.01, oldest + self.flush_interval_s - time.monotonic())
 
     def _schema(self, signature: Signature) -> pa.Schema:
