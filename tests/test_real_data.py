@@ -225,3 +225,235 @@ def test_class_labels_then_threshold_positive(credit: tuple[pd.DataFrame, Pipeli
     out = art.predict(data)
     np.testing.assert_array_equal(out["label"], np.where(p_bad >= 0.4, "reject", "accept"))
     assert art.signature.outputs[1].description == "probability of class 'bad'"
+
+
+# --------------------------------------------------------------------------- finding 4: nullability from the pipeline
+
+
+def _complete(tmp_path: Path) -> pd.DataFrame:
+    """No missing value anywhere in training (an int column, a float column, text)."""
+    rng = np.random.default_rng(3)
+    n = 300
+    frame = pd.DataFrame(
+        {
+            "visits": rng.integers(0, 50, n),
+            "spend": rng.gamma(2.0, 30.0, n).round(2),
+            "score": rng.normal(size=n),
+            "segment": rng.choice(["a", "b", "c"], n),
+        }
+    )
+    return csv_frame(frame, tmp_path)
+
+
+def _partly_imputed() -> Pipeline:
+    pre = ColumnTransformer(
+        [
+            ("imputed", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), ["visits", "spend"]),
+            ("raw", StandardScaler(), ["score"]),
+            ("txt", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), ["segment"]),
+        ]
+    )
+    return make_pipeline(pre, LogisticRegression(max_iter=500))
+
+
+def test_imputed_columns_accept_nulls_without_nulls_in_training(tmp_path: Path) -> None:
+    data = _complete(tmp_path)
+    assert not data.isna().any().any()
+    y = (data["spend"] + 20 * data["score"] > 60).astype(int)
+    model = _partly_imputed().fit(data, y)
+    art = parity.package(model, data, name="shop")
+    nullable = {c.name: c.nullable for c in art.signature.inputs}
+    assert nullable == {"visits": True, "spend": True, "score": False, "segment": True}
+    assert art.signature.input("visits").datatype == "FP64"  # a null needs a float tensor
+    assert {"null:visits", "null:spend", "null:segment"} <= set(art.parity_report.cases)  # proven, not assumed
+    rows = data.head(3).astype({"visits": float, "segment": object})
+    rows.loc[0, "visits"], rows.loc[1, "segment"] = np.nan, np.nan
+    np.testing.assert_allclose(art.predict(rows)["probability"], model.predict_proba(rows)[:, 1], rtol=1e-9)
+    with pytest.raises(parity.SchemaError, match="'score' is not nullable"):
+        art.predict(rows.assign(score=np.nan))
+
+
+def test_nan_aware_estimator_columns_accept_nulls(tmp_path: Path) -> None:
+    data = _complete(tmp_path)
+    y = (data["spend"] > 60).astype(int)
+    model = make_pipeline(
+        ColumnTransformer([("num", "passthrough", ["visits", "spend", "score"])]),
+        HistGradientBoostingClassifier(max_iter=15, random_state=0),
+    ).fit(data, y)
+    art = parity.package(model, data, name="hgb")
+    assert all(c.nullable for c in art.signature.inputs if c.name != "segment")
+    assert art.parity_passed and art.parity_report.cases["null:spend"] > 0
+
+
+def test_nullable_override_is_validated(tmp_path: Path) -> None:
+    data = _complete(tmp_path)
+    y = (data["spend"] > 60).astype(int)
+    model = _partly_imputed().fit(data, y)
+    art = parity.package(model, data, name="shop", nullable=["spend"])
+    assert [c.name for c in art.signature.inputs if c.nullable] == ["spend"]
+    with pytest.raises(parity.errors.UnsupportedModelError, match=r"'score' is declared nullable.*SimpleImputer"):
+        parity.package(model, data, name="shop", nullable=["score"])
+    with pytest.raises(parity.SchemaError, match="unknown column"):
+        parity.package(model, data, name="shop", nullable=["nope"])
+
+
+# --------------------------------------------------------------------------- finding 7: target= as labels
+
+
+def test_target_accepts_a_series_or_array_and_records_the_labels(tmp_path: Path) -> None:
+    data = csv_frame(customers(), tmp_path)
+    y = pd.Series(churn(data), name="churned")
+    model = text_pipeline(LogisticRegression(max_iter=500)).fit(data, y)
+    art = parity.package(model, data, name="crm", target=y)
+    summary = art.manifest["training_data"]["target"]
+    assert summary["name"] == "churned" and summary["rows"] == len(data)
+    assert summary["distribution"] == {k: int(v) for k, v in y.value_counts().sort_index().items()}
+    art2 = parity.package(model, data.assign(churned=y), name="crm", target=y)  # y's column is not an input
+    assert art2.signature.input_names == ["age", "income", "city", "plan"]
+    art3 = parity.package(model, data.assign(churned=y), name="crm", target="churned")
+    assert "churned" not in art3.signature.input_names
+    assert art3.manifest["training_data"]["target"]["distribution"] == summary["distribution"]
+    with pytest.raises(parity.SchemaError, match="has 3 labels but `data` has 400 rows"):
+        parity.package(model, data, name="crm", target=y.to_numpy()[:3])
+    with pytest.raises(parity.SchemaError, match="column name of `data`, or a Series/array"):
+        parity.package(model, data, name="crm", target={"a": 1})  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------- finding 8: failed parity stays out of production
+
+
+@pytest.fixture(scope="module")
+def failed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact packaged with allow_mismatch=True whose recorded check failed (tolerance 0 on a forest)."""
+    root = tmp_path_factory.mktemp("failed")
+    data = csv_frame(customers(), root)
+    model = text_pipeline(LogisticRegression(max_iter=500)).fit(data, churn(data))
+    art = parity.package(model, data, name="risky", tolerance=-1.0, allow_mismatch=True)
+    assert not art.parity_passed
+    return art.save(root / "risky")
+
+
+def test_registry_refuses_a_failed_parity_artifact_unless_forced(
+    failed_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = parity.Registry(tmp_path / "home")
+    with pytest.raises(parity.errors.ParityMismatchError, match=r"refusing to push 'risky'.*allow_failed_parity"):
+        registry.push(failed_dir)
+    assert registry.list() == []
+    version = registry.push(failed_dir, allow_failed_parity=True)
+    with pytest.raises(parity.errors.ParityMismatchError, match=r"point alias 'production'.*FAILED"):
+        registry.set_alias("risky", "production", version.version)
+    assert registry.aliases("risky") == {}
+    registry.set_alias("risky", "production", version.version, allow_failed_parity=True)
+    with caplog.at_level(logging.WARNING, logger="parity.artifact"):
+        registry.load("risky@production")
+        registry.load("risky@production")
+    assert caplog.text.count("'risky' FAILED its parity check") == 2  # on every load
+
+
+def test_cli_push_and_alias_need_allow_failed_parity(failed_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+    refused = runner.invoke(app, ["--registry", home, "registry", "push", str(failed_dir)])
+    assert refused.exit_code == 3 and "--allow-failed-parity" in refused.stderr
+    forced = runner.invoke(
+        app, ["--registry", home, "registry", "push", str(failed_dir), "-a", "production", "--allow-failed-parity"]
+    )
+    assert forced.exit_code == 0, forced.output
+    assert parity.Registry(home).aliases("risky") == {"production": 1}
+
+
+# --------------------------------------------------------------------------- finding 9: one input policy
+
+
+@pytest.fixture(scope="module")
+def counts_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[parity.Artifact, pd.DataFrame]:
+    """An INT64 column (no nulls, not imputed) and a text column."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"visits": rng.integers(0, 40, 200), "city": rng.choice(["a", "b"], 200)})
+    data = csv_frame(frame, tmp_path_factory.mktemp("counts"))
+    pre = ColumnTransformer([("n", StandardScaler(), ["visits"]), ("c", OneHotEncoder(), ["city"])])
+    model = make_pipeline(pre, LogisticRegression()).fit(data, data["visits"] > 20)
+    art = parity.package(model, data, name="counts")
+    assert art.signature.input("visits").datatype == "INT64"
+    return art, data
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ([1e19, 3], "received 1e+19 at row 0"),
+        ([3, float("inf")], "received inf at row 1"),
+        ([3, 4, 10**30], "at row 2"),
+        ([3, True], "booleans are not numbers"),
+        ([2.5, 3], "received 2.5 at row 0"),
+    ],
+)
+def test_integer_columns_refuse_non_finite_out_of_range_and_booleans(
+    counts_model: tuple[parity.Artifact, pd.DataFrame], values: list[Any], needle: str
+) -> None:
+    art, _ = counts_model
+    with pytest.raises(parity.SchemaError, match="'visits'") as info:
+        art.predict_columns({"visits": values, "city": ["a"] * len(values)})
+    assert needle in str(info.value)
+    frame = pd.DataFrame({"visits": pd.Series(values, dtype=object), "city": ["a"] * len(values)})
+    with pytest.raises(parity.SchemaError, match="'visits'"):
+        art.predict(frame)
+
+
+def test_extra_columns_are_ignored_with_one_warning(
+    counts_model: tuple[parity.Artifact, pd.DataFrame], caplog: pytest.LogCaptureFixture
+) -> None:
+    art, data = counts_model
+    with caplog.at_level(logging.WARNING, logger="parity.artifact"):
+        first = art.predict(data.head(3).assign(note="x"))
+        art.predict(data.head(3).assign(note="y"))
+        art.predict_columns({"visits": [1], "city": ["a"], "note": ["z"], "other": [1]})
+    assert caplog.text.count("ignores extra input column") == 2  # 'note' once, then 'other'
+    pd.testing.assert_frame_equal(first, art.predict(data.head(3)))
+
+
+def test_one_predict_path_counts_unseen_categories(counts_model: tuple[parity.Artifact, pd.DataFrame]) -> None:
+    art, data = counts_model
+    art.unseen_counts.clear()
+    art.predict(data.head(2).assign(city="zzz"))
+    art.predict_columns({"visits": [1], "city": ["zzz"]})
+    assert art.unseen_counts == {"city": 3}
+    art.verify()  # the stored sample holds unseen values: replaying it is not traffic
+    assert art.unseen_counts == {"city": 3}
+
+
+# --------------------------------------------------------------------------- finding 10: errors a person can act on
+
+
+def test_csv_errors_name_file_column_and_row(
+    counts_model: tuple[parity.Artifact, pd.DataFrame], tmp_path: Path
+) -> None:
+    art, _ = counts_model
+    directory = art.save(tmp_path / "art")
+    source = tmp_path / "in.csv"
+    source.write_text("visits,city\n3,a\n4,b\nmany,a\n")
+    result = CliRunner().invoke(app, ["predict", str(directory), "-i", str(source), "-o", str(tmp_path / "o.csv")])
+    assert result.exit_code == 4
+    assert f"{source}: column 'visits', data row 3 (line 4): expected INT64; received 'many'" in result.stderr
+
+
+def test_integer_csv_column_written_by_pandas_reads_as_integers(
+    counts_model: tuple[parity.Artifact, pd.DataFrame], tmp_path: Path
+) -> None:
+    art, data = counts_model
+    directory = art.save(tmp_path / "art")
+    rows = data.head(4).astype({"visits": float})  # what a column with a null becomes in pandas
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    assert "3.0" in (tmp_path / "in.csv").read_text() or ".0," in (tmp_path / "in.csv").read_text()
+    result = CliRunner().invoke(
+        app, ["predict", str(directory), "-i", str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.parquet")]
+    )
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(tmp_path / "o.parquet")
+    np.testing.assert_allclose(got["probability"], art.predict(data.head(4))["probability"], rtol=1e-12)
+    (tmp_path / "bad.csv").write_text("visits,city\n3.5,a\n")
+    bad = CliRunner().invoke(
+        app, ["predict", str(directory), "-i", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.csv")]
+    )
+    assert bad.exit_code == 4 and "received 3.5 at data row 1" in bad.stderr

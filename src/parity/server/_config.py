@@ -37,6 +37,10 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     trusted: bool = False
+    allow_failed_parity: bool = False
+    """Serve versions whose recorded parity check failed (warned about in logs and model metadata)."""
+    extra_inputs: str = "reject"
+    """Request inputs the model does not take: "reject" (400 naming it) or "ignore" (dropped)."""
     log_level: str = "info"
     access_log: bool = False
     lake_flush_interval_s: float = 2.0
@@ -56,6 +60,8 @@ class ServerConfig:
             raise ValueError("pass both --tls-cert and --tls-key, or neither")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.extra_inputs not in ("reject", "ignore"):
+            raise ValueError(f"extra_inputs must be 'reject' or 'ignore', got {self.extra_inputs!r}")
         if self.max_request_bytes < 1:
             raise ValueError(f"max_request_bytes must be positive, got {self.max_request_bytes}")
 

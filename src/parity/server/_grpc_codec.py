@@ -105,7 +105,9 @@ def _raw(name: str, datatype: str, raw: bytes, rows: int, index: int) -> Any:
     return decode_raw(name, datatype, raw, rows)
 
 
-def decode_infer_request(request: pb.ModelInferRequest, signature: Signature) -> DecodedInfer:
+def decode_infer_request(
+    request: pb.ModelInferRequest, signature: Signature, *, reject_extra: bool = True
+) -> DecodedInfer:
     """Decode the inputs of a ``ModelInferRequest`` into columns (input name -> values)."""
     if not request.inputs:
         raise BadRequest("the request has no inputs; send one tensor per input column")
@@ -124,6 +126,8 @@ def decode_infer_request(request: pb.ModelInferRequest, signature: Signature) ->
             raise BadRequest(f"input {name!r} is given twice", column=name)
         spec = known.get(name)
         if spec is None:
+            if not reject_extra:
+                continue  # --extra-inputs ignore
             raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
         if tensor.datatype not in OIP_DATATYPES:
             raise BadRequest(f"input {name!r}: unknown datatype {tensor.datatype!r}", column=name)

@@ -171,7 +171,7 @@ def build_rest_app(
                 header_length = int(raw_length)
             except ValueError:
                 raise BadRequest(f"invalid Inference-Header-Content-Length {raw_length!r}") from None
-        return parse_infer_request(body, header_length, handle.signature)
+        return parse_infer_request(body, header_length, handle.signature, reject_extra=dp.reject_extra)
 
     async def infer(request: Request) -> Response:
         p = request.path_params
@@ -203,7 +203,7 @@ def build_rest_app(
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             raise BadRequest('the request body must be {"instances": [{column: value, ...}, ...]}')
-        return records_to_columns(handle.signature, instances, reject_extra=True)
+        return records_to_columns(handle.signature, instances, reject_extra=dp.reject_extra)
 
     async def v1_predict(request: Request) -> Response:
         name = request.path_params["name"]

@@ -170,7 +170,9 @@ def loads_json(data: bytes | memoryview) -> Any:
     return value
 
 
-def parse_infer_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
+def parse_infer_request(
+    body: bytes, header_length: int | None, signature: Signature, *, reject_extra: bool = True
+) -> InferRequest:
     """Decode an OIP REST inference request (JSON, or JSON header + binary tensors) into columns."""
     header: bytes | memoryview
     if header_length is None:
@@ -199,7 +201,11 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
             raise BadRequest(f"input {name!r} is given twice", column=name)
         spec = known.get(name)
         if spec is None:
-            raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
+            if reject_extra:
+                raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
+            size = _params(tensor, f"input {name!r}").get("binary_data_size")
+            offset += size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+            continue  # --extra-inputs ignore
         datatype = tensor.get("datatype")
         if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
             raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}", column=name)

@@ -52,6 +52,12 @@ def serve(
         str | None, typer.Option("--registry", help="Registry root (default $PARITY_HOME or ./.parity).")
     ] = None,
     trusted: Annotated[bool, typer.Option("--trusted", help="Allow non-portable (pickled) artifacts.")] = False,
+    allow_failed_parity: Annotated[
+        bool, typer.Option("--allow-failed-parity", help="Serve versions whose parity check FAILED (warned).")
+    ] = False,
+    extra_inputs: Annotated[
+        str, typer.Option("--extra-inputs", help="Inputs the model does not take: reject (400) or ignore.")
+    ] = "reject",
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
@@ -83,6 +89,8 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             trusted=trusted,
+            allow_failed_parity=allow_failed_parity,
+            extra_inputs=extra_inputs,
             log_level=log_level,
             access_log=access_log,
         )
