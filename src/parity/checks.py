@@ -194,10 +194,12 @@ def compare_outputs(
         if exp.dtype.kind in "f" or act.dtype.kind == "f":
             e = exp.astype(np.float64)
             a = act.astype(np.float64)
-            both_nan = np.isnan(e) & np.isnan(a)
-            diff = np.where(both_nan, 0.0, np.abs(e - a))
-            diff = np.where(np.isnan(diff), np.inf, diff)
-            rel = diff / np.maximum(1.0, np.abs(e))
+            with np.errstate(invalid="ignore"):  # inf - inf and inf / inf: handled just below
+                same = (e == a) | (np.isnan(e) & np.isnan(a))
+                diff = np.where(same, 0.0, np.abs(e - a))
+                # A NaN or infinity on one side only is a mismatch, never a match (fmax ignores NaN).
+                diff = np.where(np.isnan(diff), np.inf, diff)
+                rel = np.where(np.isinf(diff), np.inf, diff / np.fmax(1.0, np.abs(e)))
             bad = rel > tolerance
             worst = int(np.argmax(rel)) if len(rel) else None
             result[name] = (float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), int(bad.sum()), worst)

@@ -9,6 +9,7 @@ same :class:`~parity.errors.SchemaError` everywhere.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,7 +58,8 @@ class EncodedColumns(dict[str, np.ndarray]):
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    # reprlib bounds depth and length: a 1,000-level nested list must not raise RecursionError.
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:

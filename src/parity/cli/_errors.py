@@ -12,6 +12,7 @@ from parity.errors import (
     SchemaError,
     UntrustedArtifactError,
 )
+from parity.server import AddressInUse
 
 __all__ = ["EXIT_CODES", "ExitCode", "epilog", "exit_code_for"]
 
@@ -36,6 +37,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(6, "integrity error: an artifact file differs from its recorded sha256", (IntegrityError,)),
     ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust it", (UntrustedArtifactError,)),
     ExitCode(8, "any other parity error", (ParityError,)),
+    ExitCode(9, "the server cannot listen: port in use or address unavailable", (AddressInUse,)),
 )
 """Every exit status of the CLI; the single source of the mapping, the help epilog and the docs."""
 

@@ -10,8 +10,10 @@ lease object, and ``local_path`` by materialising the prefix into a local cache.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
@@ -55,6 +57,10 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> builtins.list[str]:
         """Return the sorted names of the direct children of ``prefix`` (empty if it is absent)."""
+        ...
+
+    def age(self, key_prefix: str) -> float | None:
+        """Seconds since anything under ``key_prefix`` was last written (None if it does not exist)."""
         ...
 
     def put_dir(self, local_dir: Path, key_prefix: str, files: Iterable[str]) -> None:
@@ -118,6 +124,19 @@ class LocalStorage:
         if not path.is_dir():
             return []
         return sorted(child.name for child in path.iterdir())
+
+    def age(self, key_prefix: str) -> float | None:
+        """Seconds since the newest modification of ``key_prefix`` or anything under it."""
+        path = self._path(key_prefix)
+        try:
+            newest = path.lstat().st_mtime
+        except FileNotFoundError:
+            return None
+        if path.is_dir():
+            for child in path.rglob("*"):
+                with contextlib.suppress(FileNotFoundError):
+                    newest = max(newest, child.lstat().st_mtime)
+        return max(0.0, time.time() - newest)
 
     def put_dir(self, local_dir: Path, key_prefix: str, files: Iterable[str]) -> None:
         """Copy ``files`` of ``local_dir`` under ``key_prefix``, fsynced and chmod 0o444."""

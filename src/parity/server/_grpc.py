@@ -20,9 +20,7 @@ channel arguments. Errors are parity exceptions mapped to status codes by
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from parity.errors import ParityError
+from parity.server._checks import bearer_ok, request_id
 from parity.server._config import ServerConfig
 from parity.server._dataplane import DataPlane
 from parity.server._errors import Unauthorized, status_for
@@ -135,7 +134,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Decode the tensors, run the model through the DataPlane, encode the outputs."""
         name = request.model_name
         version = request.model_version or None  # "" means the default (active) version
-        rid = request.id or _metadata(context, "x-request-id") or uuid.uuid4().hex
+        rid = request_id(request.id or _metadata(context, "x-request-id"))
         request_id_var.set(rid)
         try:
             decoded = decode_infer_request(
@@ -149,8 +148,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
         context.set_trailing_metadata((("x-request-id", rid),))
+        echoed = rid if request.id else ""
         return encode_infer_response(
-            result.model_name, result.model_version, request.id, result.outputs, result.datatypes, decoded
+            result.model_name, result.model_version, echoed, result.outputs, result.datatypes, decoded
         )
 
 
@@ -201,10 +201,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
             if key == "authorization" and isinstance(value, str):
                 auth = value
                 break
-        scheme, _, given = auth.partition(" ")
-        # Compare even on a wrong scheme so timing reveals nothing about the token.
-        ok = hmac.compare_digest(given.strip().encode(), self._token)
-        return ok and scheme.lower() == "bearer"
+        return bearer_ok(auth, self._token)
 
     async def intercept_service(
         self,
