@@ -457,3 +457,48 @@ def test_integer_csv_column_written_by_pandas_reads_as_integers(
         app, ["predict", str(directory), "-i", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "x.csv")]
     )
     assert bad.exit_code == 4 and "received 3.5 at data row 1" in bad.stderr
+
+
+# --------------------------------------------------------------------------- finding 5: pandas dtypes
+
+
+def _typed(kind: str, tmp_path: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    data = csv_frame(customers(), tmp_path)
+    labels = churn(data)
+    if kind == "category":
+        return data.astype({"city": "category", "plan": "category"}), labels
+    if kind == "Int64":
+        return data.assign(age=data["age"].astype("Int64")), labels
+    if kind == "boolean":
+        flag = pd.Series(data["income"] > 50_000, dtype="boolean").mask(data.index % 7 == 0)
+        return data.assign(age=flag), labels
+    texts = data.fillna({"city": "", "plan": ""})  # sklearn cannot fit pd.NA text: no nulls here
+    return texts.astype({"city": "string[pyarrow]", "plan": "string[pyarrow]"}), labels
+
+
+@pytest.mark.parametrize("kind", ["category", "Int64", "boolean", "string[pyarrow]"])
+def test_pandas_dtypes_package_exactly(kind: str, tmp_path: Path) -> None:
+    data, labels = _typed(kind, tmp_path)
+    model = text_pipeline(RandomForestClassifier(n_estimators=10, random_state=0)).fit(data, labels)
+    art = parity.package(model, data, name="typed")
+    assert art.portable and art.parity_passed, art.parity_report.failure
+    np.testing.assert_allclose(art.predict(data)["probability"], model.predict_proba(data)[:, 1], rtol=1e-9, atol=1e-12)
+    if kind == "category":
+        assert art.parity_report.cases["unseen:city"] > 0  # an unseen value is not turned into a null
+
+
+def test_unsupported_dtypes_and_xgboost_categorical_are_refused_clearly(tmp_path: Path) -> None:
+    xgboost = pytest.importorskip("xgboost")
+    data = csv_frame(customers(), tmp_path).astype({"city": "category", "plan": "category"})
+    model = xgboost.XGBClassifier(n_estimators=5, enable_categorical=True, tree_method="hist")
+    model.fit(data, churn(data) == "churn")
+    with pytest.raises(parity.errors.UnsupportedModelError, match=r"enable_categorical=True.*OneHotEncoder"):
+        parity.package(model, data, name="xgb")
+    dated = data.assign(seen=pd.Timestamp("2024-01-01"))
+    pipe = text_pipeline(LogisticRegression(max_iter=500)).fit(dated, churn(dated))
+    with pytest.raises(parity.errors.UnsupportedModelError) as info:
+        parity.package(pipe, dated, name="dated")
+    assert "'seen'" in str(info.value) and "datetime64" in str(info.value) and "astype" in str(info.value)
+    codes = data.assign(city=pd.Series(np.arange(len(data)) % 3, dtype="category"))
+    with pytest.raises(parity.errors.UnsupportedModelError, match=r"'city' has dtype category with int64"):
+        parity.package(pipe, codes, name="codes")
