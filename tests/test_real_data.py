@@ -502,3 +502,58 @@ def test_unsupported_dtypes_and_xgboost_categorical_are_refused_clearly(tmp_path
     codes = data.assign(city=pd.Series(np.arange(len(data)) % 3, dtype="category"))
     with pytest.raises(parity.errors.UnsupportedModelError, match=r"'city' has dtype category with int64"):
         parity.package(pipe, codes, name="codes")
+
+
+def test_parity_failure_message_shows_only_the_offending_columns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    wide = pd.DataFrame({f"f{i:02d}": rng.normal(size=120) for i in range(73)})
+    model = LogisticRegression(max_iter=300).fit(wide, wide["f00"] > 0)
+    art = parity.package(model, wide, name="wide", tolerance=-1.0, allow_mismatch=True)
+    failure = art.parity_report.failure or ""
+    shown = [c for c in wide.columns if f"'{c}':" in failure]
+    assert 1 <= len(shown) <= 8 and "(+65 other columns)" in failure, failure
+
+
+def test_skew_table_is_readable_when_stdout_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.table import Table
+
+    from parity.cli import _render
+    from parity.cli._skew_render import _COLUMNS
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    console = _render._console()
+    assert not console.is_terminal and console.width >= 150
+    table = Table()
+    for title in ["feature", "role", "severity", *(t for _, t in _COLUMNS), "notes"]:
+        table.add_column(title)
+    table.add_row("monthly_charges", "input", "alert", *["0.123"] * len(_COLUMNS), 'unseen e.g. ""')
+    with console.capture() as captured:
+        console.print(table)
+    assert "monthly_charges" in captured.get() and "out of range" in captured.get()
+
+
+def test_empty_string_categories_are_shown_quoted() -> None:
+    from parity.profile import ProfileSpec, profile_frame
+    from parity.skew._compare import bins_of
+
+    frame = pd.DataFrame({"plan": ["", "basic", "", "pro"]})
+    profile = profile_frame(frame, ProfileSpec.from_reference(frame))
+    _, labels = bins_of(profile.columns["plan"])
+    assert '""' in labels and '"basic"' in labels
+
+
+def test_git_dirty_counts_untracked_files(tmp_path: Path) -> None:
+    import subprocess
+
+    from parity.env import lineage
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "train.py").write_text("print(1)\n")
+    git("add", "train.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "init")
+    assert lineage(tmp_path)["git_dirty"] is False
+    (tmp_path / "features.py").write_text("NEW = 1\n")  # untracked, imported by the model
+    assert lineage(tmp_path)["git_dirty"] is True
