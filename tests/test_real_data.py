@@ -313,6 +313,11 @@ def test_target_accepts_a_series_or_array_and_records_the_labels(tmp_path: Path)
     art3 = parity.package(model, data.assign(churned=y), name="crm", target="churned")
     assert "churned" not in art3.signature.input_names
     assert art3.manifest["training_data"]["target"]["distribution"] == summary["distribution"]
+    measured = parity.package(model, data, name="crm", target=y, metrics=["accuracy", "roc_auc"]).manifest["metrics"]
+    assert measured["accuracy"] == pytest.approx(float((model.predict(data) == y).mean()))
+    assert 0.5 < measured["roc_auc"] <= 1.0
+    with pytest.raises(parity.SchemaError, match="pass target="):
+        parity.package(model, data, name="crm", metrics=["accuracy"])
     with pytest.raises(parity.SchemaError, match="has 3 labels but `data` has 400 rows"):
         parity.package(model, data, name="crm", target=y.to_numpy()[:3])
     with pytest.raises(parity.SchemaError, match="column name of `data`, or a Series/array"):

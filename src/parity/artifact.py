@@ -291,7 +291,7 @@ def package(
     target: str | pd.Series | np.ndarray | Sequence[Any] | None = None,
     nullable: Sequence[str] | None = None,
     postprocess: Postprocess | Sequence[Postprocess] | None = None,
-    metrics: Mapping[str, float] | None = None,
+    metrics: Mapping[str, float] | Sequence[str] | None = None,
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
     tolerance: float = 1e-5,
@@ -304,7 +304,8 @@ def package(
     check_model(model)
     if not isinstance(data, pd.DataFrame):
         raise SchemaError(f"`data` must be a pandas DataFrame of raw inputs; got {type(data).__name__} instead")
-    data, target_info = _split_target(model, data, target)
+    data, target_info, labels = _split_target(model, data, target)
+    metrics = _resolve_metrics(model, data, labels, metrics)
     signature = infer_signature(data)
     feature_order = [str(c) for c in getattr(model, "feature_names_in_", data.columns)]
     plan = plan_outputs(model_classes(model), postprocess)
@@ -387,7 +388,7 @@ def package(
         "postprocess": plan.to_dict(),
         "pandas_dtypes": dtypes,
         "parity": report.to_dict(),
-        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "metrics": metrics,
         "training_data": _fingerprint(data) | ({"target": target_info} if target_info else {}),
         "environment": environment(model_packages(model)),
         "lineage": lineage(tags={str(k): str(v) for k, v in (tags or {}).items()}),
@@ -400,16 +401,16 @@ def package(
 
 def _split_target(
     model: Any, data: pd.DataFrame, target: str | pd.Series | np.ndarray | Sequence[Any] | None
-) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+) -> tuple[pd.DataFrame, dict[str, Any] | None, pd.Series | None]:
     """The raw inputs without the target, and a summary of the training labels (None without a target)."""
     if target is None:
-        return data, None
+        return data, None, None
     if isinstance(target, str):
         if target not in data.columns:
             raise SchemaError(
                 f"target column {target!r} is not in `data`; columns: {list(data.columns)}", column=target
             )
-        return data.drop(columns=[target]), _target_summary(target, data[target])
+        return data.drop(columns=[target]), _target_summary(target, data[target]), data[target]
     if isinstance(target, pd.DataFrame) or not isinstance(target, pd.Series | np.ndarray | list | tuple):
         raise SchemaError(
             "`target` must be a column name of `data`, or a Series/array of one label per row; "
@@ -422,7 +423,44 @@ def _split_target(
     fitted_on = {str(c) for c in getattr(model, "feature_names_in_", [])}
     if name is not None and name in data.columns and name not in fitted_on:
         data = data.drop(columns=[name])  # y = df["churn"] with df still holding it: not an input
-    return data, _target_summary(name, labels)
+    return data, _target_summary(name, labels), labels
+
+
+_METRICS = ("accuracy", "roc_auc", "log_loss", "r2", "mae", "rmse")
+
+
+def _resolve_metrics(
+    model: Any, data: pd.DataFrame, labels: pd.Series | None, metrics: Mapping[str, float] | Sequence[str] | None
+) -> dict[str, float]:
+    """Metrics given as numbers are recorded as they are; metric names are computed on (data, target)."""
+    if metrics is None or isinstance(metrics, Mapping):
+        return {k: float(v) for k, v in (metrics or {}).items()}
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [n for n in names if n not in _METRICS]
+    if unknown:
+        raise SchemaError(f"unknown metric(s) {unknown}; parity computes {list(_METRICS)} (or pass a dict of values)")
+    if labels is None:
+        raise SchemaError(f"metrics {names} are computed from the labels: pass target= (a column name or a Series)")
+    from sklearn import metrics as skm
+
+    y = labels.to_numpy()
+    out: dict[str, float] = {}
+    for name in names:
+        if name in ("r2", "mae", "rmse"):
+            pred = np.asarray(model.predict(data), dtype=np.float64)
+            value = {"r2": skm.r2_score, "mae": skm.mean_absolute_error}.get(name, skm.root_mean_squared_error)(y, pred)
+        elif name == "accuracy":
+            value = skm.accuracy_score(y, model.predict(data))
+        else:
+            proba = model.predict_proba(data)
+            if name == "log_loss":
+                value = skm.log_loss(y, proba, labels=list(model.classes_))
+            elif proba.shape[1] == 2:
+                value = skm.roc_auc_score(y == model.classes_[1], proba[:, 1])
+            else:
+                value = skm.roc_auc_score(y, proba, multi_class="ovr", labels=list(model.classes_))
+        out[name] = float(value)
+    return out
 
 
 def _target_summary(name: str | None, labels: pd.Series) -> dict[str, Any]:
