@@ -413,7 +413,7 @@ def _fast_numeric(spec: ColumnSpec, raw: Any) -> np.ndarray | None:
         if not spec.nullable and np.isnan(raw).any():
             return None  # let the general path name the row
         return raw if raw.dtype == np.float64 else raw.astype(np.float64)
-    if spec.datatype == "INT64" and kind in "iu":
+    if spec.datatype == "INT64" and kind == "i":  # uint64 goes the checked way (values above 2^63)
         return raw if raw.dtype == np.int64 else raw.astype(np.int64)
     return None
 
