@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parity.errors import (
+    AddressInUse,
     IntegrityError,
     NotFoundError,
     ParityError,
@@ -12,7 +13,6 @@ from parity.errors import (
     SchemaError,
     UntrustedArtifactError,
 )
-from parity.server import AddressInUse
 
 __all__ = ["EXIT_CODES", "ExitCode", "epilog", "exit_code_for"]
 
