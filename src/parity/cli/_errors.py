@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from parity.errors import (
@@ -12,9 +13,40 @@ from parity.errors import (
     SchemaError,
     UntrustedArtifactError,
 )
-from parity.server import AddressInUse
 
-__all__ = ["EXIT_CODES", "ExitCode", "epilog", "exit_code_for"]
+__all__ = ["EXIT_CODES", "SERVE_MODULES", "ExitCode", "epilog", "exit_code_for", "missing_serve_dist"]
+
+
+# Top-level modules of the `serve` extra, with their distribution names.
+SERVE_MODULES = {
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "orjson": "orjson",
+    "prometheus_client": "prometheus-client",
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+}
+
+
+def missing_serve_dist() -> str | None:
+    """Name a distribution of the `serve` extra that is not installed, or None when all are."""
+    for module, dist in SERVE_MODULES.items():
+        try:
+            if importlib.util.find_spec(module) is None:
+                return dist
+        except (ImportError, ValueError):
+            return dist
+    return None
+
+
+def _listen_errors() -> tuple[type[BaseException], ...]:
+    """The server's AddressInUse, when the `serve` extra is installed (without it nothing raises it)."""
+    if missing_serve_dist() is not None:
+        return ()
+    from parity.server import AddressInUse
+
+    return (AddressInUse,)
 
 
 @dataclass(frozen=True)
@@ -37,7 +69,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(6, "integrity error: an artifact file differs from its recorded sha256", (IntegrityError,)),
     ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust it", (UntrustedArtifactError,)),
     ExitCode(8, "any other parity error", (ParityError,)),
-    ExitCode(9, "the server cannot listen: port in use or address unavailable", (AddressInUse,)),
+    ExitCode(9, "the server cannot listen: port in use or address unavailable", _listen_errors()),
 )
 """Every exit status of the CLI; the single source of the mapping, the help epilog and the docs."""
 
