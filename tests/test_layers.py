@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import json
 import subprocess
 import sys
@@ -127,3 +128,26 @@ def test_heavy_stacks_stay_in_their_package() -> None:
             if home is not None and rel.parts[0] != home:
                 wrong.append(f"{rel}: {name} belongs in parity/{home}/")
     assert wrong == []
+
+
+_FLAG = re.compile(r"(^|[\s(`'\"/])--[a-z][a-z-]+")
+
+
+def _raised_text(node: ast.Raise) -> str:
+    parts = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            parts.append(sub.value)
+    return " ".join(parts)
+
+
+def test_library_errors_name_parameters_not_cli_flags() -> None:
+    flagged = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "cli":
+            continue  # the CLI speaks in flags
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and _FLAG.search(_raised_text(node)):
+                flagged.append(f"{rel}:{node.lineno}")
+    assert flagged == []

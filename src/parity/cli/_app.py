@@ -16,7 +16,7 @@ from parity.cli import _artifact_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for, missing_serve_dist
 from parity.cli._render import error_line, warn
-from parity.errors import MissingDependencyError
+from parity.errors import MissingDependencyError, UntrustedArtifactError
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]
 
@@ -38,6 +38,8 @@ class ParityGroup(TyperGroup):
             message = str(exc) or type(exc).__name__
             if code == UNEXPECTED:
                 message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
+            elif isinstance(exc, UntrustedArtifactError):
+                message += " (CLI: rerun with --trusted)"  # the library names its parameter, trusted=True
             error_line(message)
             raise typer.Exit(code) from None
 
