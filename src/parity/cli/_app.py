@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 import parity
-from parity.cli import _artifact_cmds, _registry_cmds, _skew_cmds
+from parity.cli import _artifact_cmds, _batch_cmds, _deploy_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for, missing_serve_dist
 from parity.cli._render import error_line, warn
@@ -123,6 +123,8 @@ COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _registry_cmds.register,
     _register_serve,
     _skew_cmds.register,
+    _deploy_cmds.register,
+    _batch_cmds.register,
 )
 for _register in COMMAND_GROUPS:
     _register(app)

@@ -6,6 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from parity.errors import (
+    AddressInUse,
     IntegrityError,
     NotFoundError,
     ParityError,
@@ -40,15 +41,6 @@ def missing_serve_dist() -> str | None:
     return None
 
 
-def _listen_errors() -> tuple[type[BaseException], ...]:
-    """The server's AddressInUse, when the `serve` extra is installed (without it nothing raises it)."""
-    if missing_serve_dist() is not None:
-        return ()
-    from parity.server import AddressInUse
-
-    return (AddressInUse,)
-
-
 @dataclass(frozen=True)
 class ExitCode:
     """One documented exit status and the exception classes that produce it."""
@@ -69,7 +61,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(6, "integrity error: an artifact file differs from its recorded sha256", (IntegrityError,)),
     ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust it", (UntrustedArtifactError,)),
     ExitCode(8, "any other parity error", (ParityError,)),
-    ExitCode(9, "the server cannot listen: port in use or address unavailable", _listen_errors()),
+    ExitCode(9, "the server cannot listen: port in use or address unavailable", (AddressInUse,)),
 )
 """Every exit status of the CLI; the single source of the mapping, the help epilog and the docs."""
 
