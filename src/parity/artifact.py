@@ -432,7 +432,7 @@ def artifact_from_files(
             step = (manifest.get("blocked_by") or {}).get("step", "a step")
             raise UntrustedArtifactError(
                 f"{where}: artifact {manifest['name']!r} is not portable ({step} could not be exported) and holds "
-                f"{py_file}, which can run code when loaded. Load it with trusted=True (CLI: --trusted) only if you "
+                f"{py_file}, which can run code when loaded. Load it with trusted=True only if you "
                 "trust its origin"
             )
         model = _deserialize_python(py_file, files[py_file])

@@ -450,7 +450,7 @@ def profile_source(
         if bad:
             got = src.schemas[bad[0]].field(TS).type if TS in src.schemas[bad[0]].names else "no such column"
             raise SkewDataError(
-                f"--since/--until/--by need a timestamp column {TS!r} in every file; {bad[0]} has {got}"
+                f"`since`/`until`/`by` need a timestamp column {TS!r} in every file; {bad[0]} has {got}"
             )
     empty = Profile.empty(spec)
     if not src.files:
