@@ -10,7 +10,15 @@ NODE_DIR := clients/node
 export ONNXRUNTIME_NODE_INSTALL := skip
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: setup node-deps system-deps lint test demo clean bench
+.PHONY: setup setup-pandas22 node-deps system-deps lint test test-pandas22 demo clean bench
+
+# The artifact tests also run on the lowest pandas pyproject admits (2.2: text read from CSV is
+# object dtype with NaN), in a second virtualenv, so a pandas-3-only assumption cannot hide.
+VENV22 ?= .venv-pandas22
+PY22 := $(VENV22)/bin/python
+STAMP22 := $(VENV22)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PANDAS22_TESTS := tests/test_package.py tests/test_artifact.py tests/test_codec.py tests/export tests/cli \
+	tests/test_real_data.py tests/test_hypothesis_frames.py tests/test_node_client.py tests/registry
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +27,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+$(STAMP22): pyproject.toml
+	test -x $(PY22) || $(PYTHON) -m venv $(VENV22)
+	$(VENV22)/bin/pip install --quiet --upgrade pip
+	$(VENV22)/bin/pip install --quiet -e '.[test]' 'pandas==2.2.*'
+	touch $(STAMP22)
+
+setup-pandas22: $(STAMP22)
 
 node-deps:
 	@if command -v npm >/dev/null 2>&1 && [ -f $(NODE_DIR)/package-lock.json ]; then \
@@ -44,6 +60,10 @@ lint: setup
 # coverage of src/parity, servers and CLI subprocesses included; fails under [tool.coverage.report] fail_under.
 test: setup node-deps system-deps lint
 	$(PY) -m pytest -q -p randomly --cov --cov-report=term
+	$(MAKE) test-pandas22
+
+test-pandas22: setup-pandas22 node-deps
+	$(PY22) -m pytest -q -p no:cacheprovider $(PANDAS22_TESTS)
 
 demo: setup node-deps
 	$(PY) examples/demo.py
@@ -52,4 +72,4 @@ bench: setup
 	$(PY) benchmarks/predict.py
 
 clean:
-	rm -rf $(VENV) .parity demo-out $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) $(VENV22) .parity demo-out $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -355,7 +355,7 @@ def pinned(cpus: set[int]) -> Iterator[None]:
 
 def http_request(payload: bytes) -> bytes:
     return (
-        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
 
@@ -428,7 +428,7 @@ async def measure_protocol(
 
     closers: list[Callable[[], Coroutine[Any, Any, Any]]] = []
     if protocol.startswith("rest"):
-        live = b"GET /v2/health/live HTTP/1.1\r\nHost: bench\r\n\r\n"
+        live = b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         request = live if protocol == "rest-live" else http_request(payload)
 
         async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:

@@ -1,4 +1,4 @@
-"""Suite-wide rules: no silent skips in CI, and a derandomized hypothesis profile there.
+"""Suite-wide rules (no silent skips in CI, a derandomized hypothesis profile there) and the shared SparkSession.
 
 Under ``CI=true`` (how CI runs ``make test``) every skip becomes a failure: a missing Node.js,
 Chromium, openssl, xgboost, lightgbm, dask or schemathesis means the machine was not set up by
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -44,3 +45,17 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """A real SparkSession on local[2] (the JVM starts once per test run)."""
+    from parity._spark import spark_session
+
+    session = spark_session(
+        "local[2]",
+        {"spark.ui.showConsoleProgress": "false", "spark.sql.shuffle.partitions": "4", "spark.driver.memory": "1g"},
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -26,6 +26,8 @@ CORE = [
     "parity.lake",
     "parity.env",
     "parity._format",
+    "parity.deploy",
+    "parity.batch",
 ]
 FORBIDDEN = [
     "starlette",

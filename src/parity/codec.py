@@ -8,6 +8,7 @@ same :class:`~parity.errors.SchemaError` everywhere.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,7 +52,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    # reprlib bounds depth and length: a 1,000-level nested list must not raise RecursionError.
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
@@ -371,7 +373,10 @@ def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) 
     for spec in signature.inputs:
         arr = columns[spec.name]
         if spec.datatype == "BYTES":
-            arr = np.where(arr == MISSING_STRING, np.array(None, dtype=object), arr)
+            # A missing string becomes the training data's own marker, which the pipeline was fitted on.
+            missing = np.empty(1, dtype=object)
+            missing[0] = spec.missing_value
+            arr = np.where(arr == MISSING_STRING, missing, arr)
         data[spec.name] = arr
     return pd.DataFrame(data)
 

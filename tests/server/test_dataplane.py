@@ -12,6 +12,7 @@ from parity.errors import SchemaError
 from parity.lake import LakeWriter, read_lake
 from parity.registry import Registry
 from parity.server import DataPlane, InferResult, ModelNotFound
+from parity.server._errors import LimitExceeded
 from tests.server.conftest import ModelEnv
 
 
@@ -72,3 +73,30 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
     assert 'parity_request_errors_total{model="churn",protocol="grpc",status="INVALID_ARGUMENT",version="1"}' in text
     assert 'parity_request_errors_total{model="_unknown",protocol="rest",status="404",version=""} 1.0' in text
     assert 'parity_request_errors_total{model="churn",protocol="rest",status="404",version=""} 2.0' in text
+
+
+def test_repository_slots_are_matched_on_the_ref_and_capped(
+    model_env: ModelEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.server import _repository
+
+    registry = Registry(model_env.registry_root)
+    for i in range(3):
+        registry.set_alias("churn", f"a{i}", 1)
+    monkeypatch.setattr(_repository, "MAX_SLOTS", 3)
+    dp = DataPlane(["churn@production"], registry=registry, max_batch_size=1)
+
+    async def main() -> None:
+        await dp.start()
+        try:
+            for _ in range(5):
+                await dp.load("churn:1")  # the same ref, however often: one slot
+            assert len(dp.repository_index()) == 2
+            await dp.load("churn@a0")
+            with pytest.raises(LimitExceeded, match="limit is 3"):
+                await dp.load("churn@a1")
+            assert len(dp.repository_index()) == 3
+        finally:
+            await dp.stop()
+
+    asyncio.run(main())

@@ -58,9 +58,11 @@ def test_token_and_repository_extension(start_server: type[ServerProcess], model
             tc.unload_model("churn", headers=auth)
             assert c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers=auth).status_code == 404
             assert "unloaded" in c.get("/v2/models/churn", headers=auth).json()["error"]
-            assert c.get("/v2/health/ready").status_code == 200  # an unloaded model does not make the server unready
+            # With its only model unloaded the server serves nothing: not ready (a load balancer must skip it).
+            assert c.get("/v2/health/ready").status_code == 503
             tc.load_model("churn", headers=auth)
             assert tc.is_model_ready("churn", headers=auth)
+            assert c.get("/v2/health/ready").status_code == 200
         finally:
             tc.close()
         assert c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers=auth).status_code == 200

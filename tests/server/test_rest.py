@@ -277,7 +277,7 @@ def test_stalled_body_times_out_instead_of_hanging(server: ServerProcess) -> Non
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(
-            b"POST /v2/models/churn/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"POST /v2/models/churn/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b'Content-Length: 100\r\n\r\n{"inputs"'
         )
         # Headers and body may arrive in separate packets: read until the server closes or the

@@ -6,14 +6,13 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 import parity
-from parity.cli import _artifact_cmds, _registry_cmds, _skew_cmds
+from parity.cli import _artifact_cmds, _batch_cmds, _deploy_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for
 from parity.cli._render import error_line, warn
@@ -77,12 +76,12 @@ def _print_version(value: bool) -> None:
 def _global_options(
     ctx: typer.Context,
     registry: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--registry",
             envvar="PARITY_HOME",
             show_envvar=True,
-            help="Registry root directory (default: ./.parity).",
+            help="Registry root: a directory or s3://bucket/prefix (default: ./.parity).",
         ),
     ] = None,
     debug: Annotated[
@@ -137,6 +136,8 @@ COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _registry_cmds.register,
     _register_serve,
     _skew_cmds.register,
+    _deploy_cmds.register,
+    _batch_cmds.register,
 )
 for _register in COMMAND_GROUPS:
     _register(app)

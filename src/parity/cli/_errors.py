@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parity.errors import (
+    AddressInUse,
     IntegrityError,
     NotFoundError,
     ParityError,
@@ -36,6 +37,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(6, "integrity error: an artifact file differs from its recorded sha256", (IntegrityError,)),
     ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust it", (UntrustedArtifactError,)),
     ExitCode(8, "any other parity error", (ParityError,)),
+    ExitCode(9, "the server cannot listen: port in use or address unavailable", (AddressInUse,)),
 )
 """Every exit status of the CLI; the single source of the mapping, the help epilog and the docs."""
 

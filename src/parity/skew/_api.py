@@ -82,7 +82,7 @@ def skew_report(
     trusted: bool = False,
     model_version: int | None = None,
     batch_size: int = 65_536,
-    backend: Literal["pyarrow", "dask"] = "pyarrow",
+    backend: Literal["pyarrow", "dask", "spark"] = "pyarrow",
     progress: Callable[[int], None] | None = None,
 ) -> SkewReport:
     """Compare serving data at ``data`` with the training reference; see the package docs for every metric."""
@@ -98,8 +98,8 @@ def skew_report(
         raise SkewDataError("--join KEY and --offline PATH go together: give both or neither")
     if replay and ref.artifact is None:
         raise SkewDataError("--replay needs a model artifact as the reference, not a bare profile")
-    if backend not in ("pyarrow", "dask"):
-        raise SkewDataError(f"backend must be 'pyarrow' or 'dask', got {backend!r}")
+    if backend not in ("pyarrow", "dask", "spark"):
+        raise SkewDataError(f"backend must be 'pyarrow', 'dask' or 'spark', got {backend!r}")
     if isinstance(data, Profile):
         if replay or join or by or lo or hi:
             raise SkewDataError("a precomputed serving Profile supports no --replay, --join, --by, --since or --until")
