@@ -41,6 +41,8 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
         assert list(result.outputs) == ["label", "probability"]
         assert result.outputs["label"].dtype == object and result.outputs["probability"].dtype == np.float64
         assert result.outputs["label"].tolist() == want["label"].tolist()
+        np.testing.assert_allclose(result.outputs["probability"], want["probability"].to_numpy(), rtol=1e-12, atol=0)
+        assert np.ptp(result.outputs["probability"]) > 0  # four different answers, not one constant
         assert result.datatypes == {"label": "BYTES", "probability": "FP64"}
         with pytest.raises(SchemaError, match="unknown input 'zip'") as info:
             await dp.infer("churn", "1", {**columns, "zip": [1, 2, 3, 4]}, request_id="r2", protocol="grpc")
