@@ -65,7 +65,7 @@ class ServerConfig:
         if self.grpc_port == 0:
             self.grpc_port = None
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("pass both --tls-cert and --tls-key, or neither")
+            raise ValueError("pass both tls_cert and tls_key, or neither")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         for name in ("header_timeout_s", "body_timeout_s"):
