@@ -198,7 +198,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc}") from None
     sock.set_inheritable(True)
     return sock
 
