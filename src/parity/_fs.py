@@ -48,9 +48,13 @@ def join(location: str, *parts: str) -> str:
     return str(Path(location, *parts))
 
 
-def s3_options() -> dict[str, Any]:
-    """Keyword arguments of ``s3fs.S3FileSystem`` (endpoint from the environment, bounded timeouts)."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def s3_options(endpoint: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``s3fs.S3FileSystem`` (endpoint: given or from the environment; bounded timeouts)."""
+    endpoint = endpoint or _endpoint()
     options: dict[str, Any] = {"use_listings_cache": False, "config_kwargs": dict(_TIMEOUTS)}
     if endpoint:
         options["client_kwargs"] = {"endpoint_url": endpoint}
@@ -65,7 +69,7 @@ def _s3(endpoint: str | None) -> AbstractFileSystem:
         raise MissingDependencyError(
             f"s3:// locations need the 's3' extra ({exc.name} is not installed): pip install 'parity[s3]'"
         ) from exc
-    fs: AbstractFileSystem = s3fs.S3FileSystem(**s3_options())
+    fs: AbstractFileSystem = s3fs.S3FileSystem(**s3_options(endpoint))
     return fs
 
 
@@ -73,8 +77,7 @@ def filesystem(location: str | os.PathLike[str]) -> tuple[AbstractFileSystem, st
     """Return ``(filesystem, path)`` for a local path or an ``s3://`` URL (path without the scheme)."""
     if is_remote(location):
         text = str(location)
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        return _s3(endpoint), text[len("s3://") :].rstrip("/")
+        return _s3(_endpoint()), text[len("s3://") :].rstrip("/")
     from fsspec.implementations.local import LocalFileSystem
 
     return LocalFileSystem(), str(Path(location).expanduser().absolute())
