@@ -73,7 +73,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
+def _first_bad(ok: np.ndarray) -> int:
     return int(np.flatnonzero(~ok)[0])
 
 
@@ -127,7 +127,7 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
             count=arr.size,
         )
         if not ok.all():
-            row = _first_bad(arr, ok)
+            row = _first_bad(ok)
             raise SchemaError(
                 f"column {spec.name!r} expects {spec.datatype} numbers; received {_describe(arr[row])} at row {row}",
                 column=spec.name,
@@ -170,7 +170,7 @@ def _encode_bool(spec: ColumnSpec, values: Any) -> np.ndarray:
         ok = np.fromiter((isinstance(v, bool | np.bool_) for v in arr), dtype=bool, count=arr.size)
         if ok.all():
             return arr.astype(bool)
-        row = _first_bad(arr, ok)
+        row = _first_bad(ok)
         what = "null" if arr[row] is None else _describe(arr[row])
         raise SchemaError(f"column {spec.name!r} expects BOOL; received {what} at row {row}", column=spec.name)
     raise SchemaError(f"column {spec.name!r} expects BOOL; received {arr.dtype} values", column=spec.name)
