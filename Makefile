@@ -41,7 +41,8 @@ node-deps:
 	  if [ ! -d $(NODE_DIR)/node_modules ] || [ $(NODE_DIR)/package-lock.json -nt $(NODE_DIR)/node_modules ]; then \
 	    cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules; \
 	  fi; \
-	else echo "npm or $(NODE_DIR)/package-lock.json missing: the Node client test will fail" >&2; fi
+	else echo "npm or $(NODE_DIR)/package-lock.json missing: clients/node dependencies not installed;" \
+	  "tests/test_node_client.py will fail (or, without node, skip; under CI=true a skip fails too)" >&2; fi
 
 # Headless Chromium renders the skew HTML report in the tests (Debian package; needs root or sudo).
 system-deps:
@@ -55,8 +56,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests examples benchmarks
 	$(VENV)/bin/mypy
 
+# Random test order (pytest-randomly; rerun an order with --randomly-seed=N), line + branch
+# coverage of src/parity, servers and CLI subprocesses included; fails under [tool.coverage.report] fail_under.
 test: setup node-deps system-deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p randomly --cov --cov-report=term
 	$(MAKE) test-pandas22
 
 test-pandas22: setup-pandas22 node-deps
@@ -69,4 +72,4 @@ bench: setup
 	$(PY) benchmarks/predict.py
 
 clean:
-	rm -rf $(VENV) $(VENV22) .parity demo-out $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV22) .parity demo-out $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -23,6 +23,8 @@ from parity.schema import MISSING_STRING, ColumnSpec, Signature
 __all__ = [
     "ARROW_TYPES",
     "NUMPY_DTYPES",
+    "OIP_DATATYPES",
+    "WIRE_DTYPES",
     "EncodedColumns",
     "decode_outputs",
     "encode_column",
@@ -32,15 +34,30 @@ __all__ = [
     "records_to_columns",
 ]
 
-NUMPY_DTYPES: dict[str, Any] = {
-    "FP64": np.float64,
-    "FP32": np.float32,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "BOOL": np.bool_,
-    "BYTES": object,
-}
 
+# Little-endian layout of every fixed-width Open Inference Protocol datatype on the wire (binary
+# tensors, gRPC raw contents); the signature datatypes above are a subset.
+WIRE_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype("?"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+OIP_DATATYPES = frozenset([*WIRE_DTYPES, "BYTES", "BF16"])
+"""Every datatype name the Open Inference Protocol defines."""
+# The numpy dtype of each signature datatype in memory (BYTES: object arrays of str).
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    **{t: WIRE_DTYPES[t].newbyteorder("=") for t in ("FP64", "FP32", "INT64", "INT32", "BOOL")},
+    "BYTES": np.dtype(object),
+}
 
 # Arrow type of each signature datatype: Parquet/CSV files (lake, batch predict) use these.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -62,7 +79,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
+def _first_bad(ok: np.ndarray) -> int:
     return int(np.flatnonzero(~ok)[0])
 
 
@@ -155,7 +172,7 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
             count=arr.size,
         )
         if not ok.all():
-            row = _first_bad(arr, ok)
+            row = _first_bad(ok)
             hint = " (booleans are not numbers: send 0/1)" if isinstance(arr[row], bool | np.bool_) else ""
             raise SchemaError(
                 f"column {spec.name!r} expects {spec.datatype} numbers; received {_describe(arr[row])} at row {row}"
@@ -204,7 +221,7 @@ def _encode_bool(spec: ColumnSpec, values: Any) -> np.ndarray:
         ok = np.fromiter((isinstance(v, bool | np.bool_) for v in arr), dtype=bool, count=arr.size)
         if ok.all():
             return arr.astype(bool)
-        row = _first_bad(arr, ok)
+        row = _first_bad(ok)
         what = "null" if arr[row] is None else _describe(arr[row])
         raise SchemaError(f"column {spec.name!r} expects BOOL; received {what} at row {row}", column=spec.name)
     raise SchemaError(f"column {spec.name!r} expects BOOL; received {arr.dtype} values", column=spec.name)

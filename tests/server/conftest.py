@@ -149,8 +149,11 @@ class ServerProcess:
         except httpx.TransportError:
             return False
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Wait until :meth:`probe` passes (fail with the server log if it dies or times out)."""
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Wait until :meth:`probe` passes (fail with the server log if it dies or times out).
+
+        The limit is generous: on a loaded 2-core CI machine loading models can take a minute.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -20,11 +20,12 @@ from parity.registry._registry import (
     SavableArtifact,
     default_root,
 )
-from parity.registry._storage import LocalStorage, Storage
+from parity.registry._storage import ConflictError, LocalStorage, Storage
 
 __all__ = [
     "NAME_RULE",
     "AliasChange",
+    "ConflictError",
     "FsckProblem",
     "LocalStorage",
     "ModelSummary",

@@ -91,6 +91,7 @@ def fsck(registry: Registry, *, repair: bool, verify: bool) -> list[FsckProblem]
                     problems.append(FsckProblem(name, "missing_version", key, f"{version} is in the index only"))
                 elif verify:
                     try:
+                        storage.fetch(key)
                         verify_dir(version.path, digest=version.digest, scheme=version.digest_scheme, label=version)
                     except ParityError as exc:
                         problems.append(FsckProblem(name, "corrupt_version", key, str(exc)))

@@ -51,6 +51,7 @@ from parity._format import (
     read_manifest,
     verify_dir,
 )
+from parity._fs import is_remote, join
 from parity._io import canonical_json
 from parity.errors import ArtifactError, NotFoundError, ParityMismatchError, RegistryError
 from parity.registry._refs import Ref, parse_ref, validate_alias, validate_name
@@ -188,11 +189,16 @@ class Registry:
         """Age after which a push's ``.staging`` folder counts as crash debris (cleaned on the next write)."""
         if storage is not None and root is not None:
             raise RegistryError("pass either root or storage to Registry, not both")
+        self.root: Path | None = None
         if storage is None:
-            self.root: Path | None = Path(root).expanduser().absolute() if root is not None else default_root()
-            storage = LocalStorage(self.root / "registry")
-        else:
-            self.root = None
+            location = root if root is not None else os.environ.get("PARITY_HOME")
+            if is_remote(location):
+                from parity.registry._s3 import S3Storage
+
+                storage = S3Storage(join(str(location), "registry"))
+            else:
+                self.root = Path(root).expanduser().absolute() if root is not None else default_root()
+                storage = LocalStorage(self.root / "registry")
         self.storage: Storage = storage
 
     def __repr__(self) -> str:
@@ -205,17 +211,21 @@ class Registry:
         return f"models/{name}"
 
     def _read_index(self, name: str) -> dict[str, Any] | None:
+        return self._read_index_tagged(name)[0]
+
+    def _read_index_tagged(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The index and the tag a compare-and-swap write of it needs (None, None: no index yet)."""
         try:
-            raw = self.storage.read_bytes(f"{self._model(name)}/index.json")
+            raw, tag = self.storage.read_tagged(f"{self._model(name)}/index.json")
         except FileNotFoundError:
-            return None
+            return None, None
         try:
             index = json.loads(raw)
         except ValueError as exc:
             raise RegistryError(f"index of model {name!r} is not valid JSON: {exc}") from exc
         if not isinstance(index, dict) or index.get("format") != _INDEX_FORMAT:
             raise RegistryError(f"index of model {name!r} has an unknown format; upgrade parity")
-        return index
+        return index, tag
 
     def _index(self, name: str) -> dict[str, Any]:
         index = self._read_index(validate_name(name))
@@ -223,8 +233,9 @@ class Registry:
             raise NotFoundError(f"no model named {name!r} in {self.storage!r}; models: {_names(self._model_names())}")
         return index
 
-    def _write_index(self, name: str, index: dict[str, Any]) -> None:
-        self.storage.write_bytes_atomic(f"{self._model(name)}/index.json", canonical_json(index))
+    def _write_index(self, name: str, index: dict[str, Any], tag: str | None) -> None:
+        # Compare-and-swap on top of the lock: a writer whose lock lapsed cannot overwrite a newer index.
+        self.storage.write_if(f"{self._model(name)}/index.json", canonical_json(index), tag)
 
     def _model_names(self) -> builtins.list[str]:
         return [
@@ -294,7 +305,8 @@ class Registry:
 
     def _commit(self, name: str, digest: str, staging: str) -> ModelVersion:
         """Turn a staged copy into the next version; the caller holds the model lock."""
-        index = self._read_index(name) or {"format": _INDEX_FORMAT, "name": name, "versions": [], "aliases": {}}
+        stored, tag = self._read_index_tagged(name)
+        index = stored or {"format": _INDEX_FORMAT, "name": name, "versions": [], "aliases": {}}
         for _, key in self.find_debris(name, index, keep=staging):
             self.storage.delete(key)
         if (existing := self._find_digest(name, index, digest)) is not None:
@@ -305,7 +317,7 @@ class Registry:
         self.storage.move(staging, f"{self._model(name)}/versions/{number}")
         entry = {"version": number, "digest": digest, "digest_scheme": DIGEST_SCHEME, "created": _now()}
         index["versions"].append(entry)
-        self._write_index(name, index)
+        self._write_index(name, index, tag)
         return self._version(name, index, entry)
 
     def find_debris(
@@ -391,6 +403,11 @@ class Registry:
                 return self._version(name, index, entry)
         raise NotFoundError(f"model {name!r} has no version {wanted}; versions: {_names(numbers)}")
 
+    def _fetch(self, version: ModelVersion) -> ModelVersion:
+        """Make sure the version's files are in ``version.path`` (remote storage: download once)."""
+        self.storage.fetch(f"{self._model(version.name)}/versions/{version.version}")
+        return version
+
     def _get_by_content(self, directory: Path) -> ModelVersion:
         manifest = read_manifest(directory)
         name = validate_name(manifest.get("name"))
@@ -429,7 +446,7 @@ class Registry:
         if parsed.kind == "path":
             manifest = verify_dir(self._artifact_dir(parsed))
             return self.get(parsed), manifest
-        version = self.get(parsed)
+        version = self._fetch(self.get(parsed))
         # The files match the manifest; the digest catches a manifest edited to match them (or any claim in it).
         return version, verify_dir(version.path, digest=version.digest, scheme=version.digest_scheme, label=version)
 
@@ -442,7 +459,7 @@ class Registry:
         if parsed.kind == "path":
             return load_artifact(self._artifact_dir(parsed), trusted=trusted)
         # One resolution: a concurrent alias move cannot change the version between check and load.
-        version = self.get(parsed)
+        version = self._fetch(self.get(parsed))
         artifact = load_artifact(
             version.path, trusted=trusted, digest=version.digest, scheme=version.digest_scheme, label=version
         )
@@ -473,7 +490,8 @@ class Registry:
     def _change_alias(self, name: str, alias: str, version: int | None) -> AliasChange:
         self._index(name)  # NotFoundError before taking a lock for an unknown model
         with self.storage.lock(name):
-            index = self._index(name)
+            stored, tag = self._read_index_tagged(name)
+            index = stored if stored is not None else self._index(name)
             for _, key in self.find_debris(name, index):
                 self.storage.delete(key)
             index.setdefault("changes", len(self._sync_history(name, index)))
@@ -496,7 +514,7 @@ class Registry:
             # the history append leaves a line that history() derives and the next write appends.
             index["changes"] = int(index["changes"]) + 1
             index["last_change"] = change.__dict__
-            self._write_index(name, index)
+            self._write_index(name, index, tag)
             self.storage.append_bytes(self._history_key(name), _history_line(change.__dict__))
             return change
 

@@ -69,7 +69,7 @@ class ServerConfig:
         if self.grpc_port == 0:
             self.grpc_port = None
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("pass both --tls-cert and --tls-key, or neither")
+            raise ValueError("pass both tls_cert and tls_key, or neither")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.extra_inputs not in ("reject", "ignore"):

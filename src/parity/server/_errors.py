@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from parity.errors import (
+    AddressInUse,
     ArtifactError,
     ExportError,
     IntegrityError,
@@ -77,10 +78,6 @@ class HostNotAllowed(BadRequest):
 
 class LimitExceeded(ServerError):
     """A server-side cap was reached (e.g. the number of model slots)."""
-
-
-class AddressInUse(ServerError):
-    """The server cannot listen on its address (port taken or address unavailable)."""
 
 
 class Unauthorized(ServerError):

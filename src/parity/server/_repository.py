@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from parity.artifact import Artifact, load_artifact
@@ -74,7 +74,6 @@ class _Slot:
     unloaded: bool = False
     failed_version: int | None = None
     last_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dynamic(self) -> bool:
