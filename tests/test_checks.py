@@ -244,3 +244,14 @@ def test_edge_cases_cover_nulls_unseen_empty_extremes_and_thresholds() -> None:
     assert 2.5 * (1 + 1e-9) in near and 2.5 * (1 - 1e-9) in near
     assert float(np.nextafter(np.float32(2.5), np.float32(np.inf))) in near
     assert cases["threshold:n"]["n"].tolist() == [3, 4]  # integer columns: floor and ceil of the neighbours
+
+
+def test_a_skipped_case_does_not_stop_the_later_ones() -> None:
+    def reference(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if len(frame) == 1:
+            raise ValueError("one row is not enough")
+        return _reference(frame)
+
+    cases = {"single:0": _cases()["single:0"], "rows": _cases()["rows"]}  # the failing case first
+    report, expected = run_parity_check(reference, _shifted(0.0), cases, tolerance=TOL, precision="p", runtime="r")
+    assert report.cases == {"rows": 4} and set(expected) == {"rows"} and set(report.skipped) == {"single:0"}

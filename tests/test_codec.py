@@ -191,3 +191,12 @@ def test_frame_of_arrow_size_with_category_and_string_dtypes_matches_small_frame
     small = encode_frame(sig, frame.head(10))
     for name in ("x", "n", "s", "c"):
         np.testing.assert_array_equal(big[name][:10], small[name])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "uint16", "int64"])
+def test_integer_columns_of_any_width_become_int64(dtype: str) -> None:
+    sig = Signature((INT, NUM))
+    frame = pd.DataFrame({"n": np.array([1, 2, 3], dtype=dtype), "x": np.array([0.5, 1.5, 2.5], dtype="float32")})
+    out = encode_frame(sig, frame)
+    assert out["n"].dtype == np.int64 and out["n"].tolist() == [1, 2, 3]
+    assert out["x"].dtype == np.float64 and out["x"].tolist() == [0.5, 1.5, 2.5]

@@ -180,6 +180,9 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "limit_concurrency": config.limit_concurrency,
         "http": GuardedHttpProtocol,
         "ws": "none",
+        # Worker processes unpickle GuardedHttpProtocol (importing the server) before they answer the
+        # supervisor's health pings: give a slow start on a busy node more than uvicorn's 5 s.
+        "timeout_worker_healthcheck": 60,
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,
