@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from parity._fs import filesystem
 from tests.s3.conftest import S3Server
-from tests.server.conftest import ModelEnv, ServerProcess, model_env  # noqa: F401 (the fixture)
+from tests.server.conftest import ModelEnv, ServerProcess
 
 
 def test_served_rows_reach_the_s3_lake(s3_server: S3Server, model_env: ModelEnv, tmp_path: Path) -> None:
