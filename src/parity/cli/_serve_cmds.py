@@ -30,7 +30,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="REST port.")] = 8080,
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0 disables gRPC).")] = 8081,
     lake: Annotated[
-        str, typer.Option("--lake", help="Prediction lake directory ('' or 'none' disables it).")
+        str,
+        typer.Option("--lake", help="Prediction lake: a directory or s3://bucket/prefix ('' or 'none' disables it)."),
     ] = DEFAULT_LAKE,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes sharing the port.")] = 1,
     token: Annotated[
