@@ -285,7 +285,8 @@ def write_rest_bodies(paths: Paths, output: str) -> dict[int, Path]:
 def server_cmd(
     artifact: Path, port: str, grpc_port: str = "0", workers: int = 1, lake: Path | None = None, *extra: str
 ) -> list[str]:
-    """parity's server command: gRPC off unless a port is given, the lake in ``lake`` ('' = off), else default."""
+    """parity's server command: the lake on (as users run it) unless ``lake`` is None, gRPC off unless
+    a port is given, the admin port off (the harness picks ports), ``extra`` options, else default."""
     cmd = [sys.executable, "-m", "parity.server", str(artifact), "--port", port, "--grpc-port", grpc_port]
     cmd += ["--lake", str(lake) if lake is not None else "", "--admin-port", "0"]
     if workers > 1:
@@ -520,16 +521,16 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -
 
 
 def grpc_vs_rest(
-    paths: Paths, artifact: Path, output: str, seconds: float, warmup: float, repeats: int
+    paths: Paths, artifact: Path, output: str, seconds: float, warmup: float, repeats: int, lake_off: bool = False
 ) -> dict[str, Any]:
-    """REST and gRPC single-row on one parity process (CPU 1), closed-loop client on CPU 0."""
+    """REST and gRPC single-row on one parity process (CPU 1, lake on), closed-loop client on CPU 0."""
     import grpc
     import httpx
 
     expected = json.loads((paths.models / "expected.json").read_text())["p1_rows_1"]
     rest_port, grpc_port = free_port(), free_port()
-    lake = paths.out / "lakes" / "grpc_vs_rest"
-    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port), lake=lake)]
+    lake_dir = None if lake_off else paths.out / "lake-grpc-vs-rest"
+    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port), lake=lake_dir)]
     log_path = paths.out / "grpc_vs_rest_server.log"
     rest_body = (paths.payloads / "parity_1.json").read_bytes()
     grpc_body = grpc_request_bytes(paths, 1, output)
@@ -973,6 +974,10 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="print the last results again")
     parser.add_argument("--no-lake", action="store_true", help="skip the lake / overload scenarios")
     parser.add_argument("--lake-only", action="store_true", help="run only the lake / overload scenarios")
+    parser.add_argument(
+        "--grpc-only", action="store_true", help="only gRPC vs REST on one process (needs only the core venv)"
+    )
+    parser.add_argument("--lake-off", action="store_true", help="gRPC vs REST with the lake off (default: on)")
     args = parser.parse_args()
     paths = Paths(BENCH_ROOT)
     paths.out.mkdir(parents=True, exist_ok=True)
@@ -989,9 +994,16 @@ def main() -> None:
     load: dict[str, str] = {"start": loadavg()}
     log(f"BENCH_ROOT={paths.root}; loadavg {load['start']}")
     copy_harness(PEERS_SRC, paths.harness)
-    if args.lake_only:
+    if args.grpc_only or args.lake_only:
         ensure_model_only(paths)
-    else:
+    if args.grpc_only:
+        artifact = package_parity(paths, args.rebuild)
+        output = probability_output(artifact)
+        write_rest_bodies(paths, output)
+        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs), args.lake_off)
+        print(json.dumps({"loadavg": [load["start"], loadavg()], **protocols["summary"]}, indent=1))
+        return
+    if not args.lake_only:
         ensure_built(paths)
     artifact = package_parity(paths, args.rebuild)
     output = probability_output(artifact)
@@ -1017,7 +1029,7 @@ def main() -> None:
         load["unpinned_end"] = loadavg()
     protocols = None
     if not args.no_grpc:
-        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs))
+        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs), args.lake_off)
         load["grpc_end"] = loadavg()
     lake = None if args.no_lake else lake_scenarios(paths, artifact, output, args.seconds)
     goals = report(paths, protocols)

@@ -72,8 +72,10 @@ def fit_pipeline(frame: pd.DataFrame, flip: bool = False) -> object:
 
 
 def package(pipeline: object, frame: pd.DataFrame) -> parity.Artifact:
-    """Package with a 0.6 threshold and string labels."""
-    return parity.package(pipeline, frame, name="churn", postprocess=parity.Threshold(0.6, labels=("no", "yes")))
+    """Package with a 0.6 threshold and string labels; only columns with nulls in training are nullable."""
+    return parity.package(
+        pipeline, frame, name="churn", postprocess=parity.Threshold(0.6, labels=("no", "yes")), nullable=[]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -149,8 +151,11 @@ class ServerProcess:
         except httpx.TransportError:
             return False
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Wait until :meth:`probe` passes (fail with the server log if it dies or times out)."""
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        """Wait until :meth:`probe` passes (fail with the server log if it dies or times out).
+
+        The limit is generous: on a loaded 2-core CI machine loading models can take a minute.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

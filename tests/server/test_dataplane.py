@@ -12,7 +12,6 @@ from parity.errors import SchemaError
 from parity.lake import LakeWriter, read_lake
 from parity.registry import Registry
 from parity.server import DataPlane, InferResult, ModelNotFound
-from parity.server._errors import LimitExceeded
 from tests.server.conftest import ModelEnv
 
 
@@ -42,6 +41,8 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
         assert list(result.outputs) == ["label", "probability"]
         assert result.outputs["label"].dtype == object and result.outputs["probability"].dtype == np.float64
         assert result.outputs["label"].tolist() == want["label"].tolist()
+        np.testing.assert_allclose(result.outputs["probability"], want["probability"].to_numpy(), rtol=1e-12, atol=0)
+        assert np.ptp(result.outputs["probability"]) > 0  # four different answers, not one constant
         assert result.datatypes == {"label": "BYTES", "probability": "FP64"}
         with pytest.raises(SchemaError, match="unknown input 'zip'") as info:
             await dp.infer("churn", "1", {**columns, "zip": [1, 2, 3, 4]}, request_id="r2", protocol="grpc")
@@ -74,7 +75,7 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
 def test_repository_slots_are_matched_on_the_ref_and_capped(
     model_env: ModelEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from parity.server import _repository
+    from parity.server import _errors, _repository
 
     registry = Registry(model_env.registry_root)
     for i in range(3):
@@ -89,7 +90,7 @@ def test_repository_slots_are_matched_on_the_ref_and_capped(
                 await dp.load("churn:1")  # the same ref, however often: one slot
             assert len(dp.repository_index()) == 2
             await dp.load("churn@a0")
-            with pytest.raises(LimitExceeded, match="limit is 3"):
+            with pytest.raises(_errors.LimitExceeded, match="limit is 3"):
                 await dp.load("churn@a1")
             assert len(dp.repository_index()) == 3
         finally:

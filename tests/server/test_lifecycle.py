@@ -226,7 +226,7 @@ def test_workers_answer_from_two_processes_on_one_port(
         [str(model_env.artifact_dir), "--registry", str(model_env.registry_root), "--lake", str(lake), "--workers", "2",
          "--access-log"]
     )  # fmt: skip
-    server.wait_ready(timeout=60)
+    server.wait_ready()
     sent = 0
     with httpx.Client(base_url=server.url, timeout=10) as c:
         # Each request on a new connection; the kernel hands connections to whichever worker accepts

@@ -96,7 +96,11 @@ def serve(
     ] = None,
     lake: Annotated[
         str,
-        typer.Option("--lake", help="Prediction lake directory ('' or 'none' disables it).", envvar=_env("lake")),
+        typer.Option(
+            "--lake",
+            help="Prediction lake: a directory or s3://bucket/prefix ('' or 'none' disables it).",
+            envvar=_env("lake"),
+        ),
     ] = DEFAULT_LAKE,
     lake_overflow: Annotated[
         str,
@@ -251,6 +255,22 @@ def serve(
     trusted: Annotated[
         bool, typer.Option("--trusted", help="Allow non-portable (pickled) artifacts.", envvar=_env("trusted"))
     ] = False,
+    allow_failed_parity: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failed-parity",
+            help="Serve versions whose parity check FAILED (warned).",
+            envvar=_env("allow_failed_parity"),
+        ),
+    ] = False,
+    extra_inputs: Annotated[
+        str,
+        typer.Option(
+            "--extra-inputs",
+            help="Inputs the model does not take: reject (400) or ignore.",
+            envvar=_env("extra_inputs"),
+        ),
+    ] = "reject",
     tls_cert: Annotated[
         str | None, typer.Option("--tls-cert", help="TLS certificate (PEM).", envvar=_env("tls_cert"))
     ] = None,
@@ -332,6 +352,8 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             trusted=trusted,
+            allow_failed_parity=allow_failed_parity,
+            extra_inputs=extra_inputs,
             root_path=root_path,
             forwarded_allow_ips=forwarded_allow_ips,
             log_level=log_level,

@@ -42,6 +42,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
+from parity._lake_s3 import lake_writer
 from parity.codec import echo_values
 from parity.errors import ParityError
 from parity.lake import LakeWriter
@@ -91,14 +92,14 @@ def make_lake(config: ServerConfig) -> LakeWriter | None:
     """The lake writer of ``config`` (None when the lake is off); LakeError if its path is unusable."""
     if not config.lake:
         return None
-    return LakeWriter(
+    return lake_writer(  # a directory, or s3://bucket/prefix (a local buffer plus an uploader)
         config.lake,
         flush_interval_s=config.lake_flush_interval_s,
         max_queue_rows=config.lake_max_rows,
         max_queue_bytes=config.lake_max_bytes,
         file_bytes=config.lake_file_bytes,
-        overflow=config.lake_overflow,  # type: ignore[arg-type]  # validated by ServerConfig
-        durability=config.lake_durability,  # type: ignore[arg-type]
+        overflow=config.lake_overflow,  # validated by ServerConfig
+        durability=config.lake_durability,
     )
 
 
@@ -238,6 +239,9 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "limit_concurrency": config.limit_concurrency,
         "http": GuardedHttpProtocol,
         "ws": "none",
+        # Worker processes unpickle GuardedHttpProtocol (importing the server) before they answer the
+        # supervisor's health pings: give a slow start on a busy node more than uvicorn's 5 s.
+        "timeout_worker_healthcheck": 60,
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,
@@ -259,7 +263,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -328,14 +332,7 @@ def _serve_workers(config: ServerConfig, sock: socket.socket) -> None:
         os.environ.pop("PARITY_TOKEN", None)
         os.environ[ENV_CONFIG] = config.to_json()
         try:
-            extra: dict[str, Any] = {}
-            if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
-                # A worker answers the supervisor's pings only once its imports are done: on a busy
-                # machine that takes longer than uvicorn's 5 s, and the supervisor killed it in a loop.
-                extra["timeout_worker_healthcheck"] = 60
-            ucfg = _uvicorn_config(
-                "parity.server._app:app_from_env", config, factory=True, workers=config.workers, **extra
-            )
+            ucfg = _uvicorn_config("parity.server._app:app_from_env", config, factory=True, workers=config.workers)
             Multiprocess(ucfg, sockets=[sock]).run()
         finally:
             if token_dir is not None:
