@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import parity
+
+SRC = Path(parity.__file__).parent
 
 CORE = [
     "parity",
@@ -18,10 +23,38 @@ CORE = [
     "parity.profile",
     "parity.registry",
     "parity.runtime",
+    "parity.skew",
+    "parity.lake",
+    "parity.env",
+    "parity._format",
     "parity.deploy",
     "parity.batch",
 ]
-FORBIDDEN = ["starlette", "uvicorn", "grpc", "typer", "rich", "prometheus_client", "parity.server", "parity.cli"]
+FORBIDDEN = [
+    "starlette",
+    "uvicorn",
+    "grpc",
+    "typer",
+    "click",
+    "rich",
+    "prometheus_client",
+    "orjson",
+    "parity.server",
+    "parity.cli",
+]
+# Third-party stacks confined to one package (any import of them elsewhere in src/ fails the test).
+CONFINED = {
+    "starlette": "server",
+    "uvicorn": "server",
+    "grpc": "server",
+    "grpc_health": "server",
+    "grpc_reflection": "server",
+    "prometheus_client": "server",
+    "orjson": "server",
+    "typer": "cli",
+    "click": "cli",
+    "rich": "cli",
+}
 
 
 def test_public_names() -> None:
@@ -74,3 +107,51 @@ def test_every_error_derives_from_parity_error() -> None:
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.ParityError)
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def test_heavy_stacks_stay_in_their_package() -> None:
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[:2] == ("server", "proto"):
+            continue  # generated gRPC stubs
+        for name in _imports(path):
+            home = CONFINED.get(name.split(".")[0])
+            if home is not None and rel.parts[0] != home:
+                wrong.append(f"{rel}: {name} belongs in parity/{home}/")
+    assert wrong == []
+
+
+# The CLI speaks in flags; deploy/ and batch/ still do too (they generate CLI-shaped files; to convert).
+_FLAGS_ALLOWED = ("cli", "deploy", "batch")
+_FLAG = re.compile(r"(^|[\s(`'\"/])--[a-z][a-z-]+")
+
+
+def _raised_text(node: ast.Raise) -> str:
+    parts = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            parts.append(sub.value)
+    return " ".join(parts)
+
+
+def test_library_errors_name_parameters_not_cli_flags() -> None:
+    flagged = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in _FLAGS_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and _FLAG.search(_raised_text(node)):
+                flagged.append(f"{rel}:{node.lineno}")
+    assert flagged == []

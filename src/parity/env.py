@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["environment", "lineage", "model_packages"]
 
 # Packages whose exact versions matter for reproducing or serving a model.
-_ALWAYS = ("parity", "numpy", "pandas", "scikit-learn", "onnx", "onnxruntime", "skl2onnx", "pyarrow")
+_ALWAYS = ("parity", "numpy", "pandas", "scikit-learn", "onnx", "onnxruntime", "pyarrow")
 _BY_MODULE = {"xgboost": ("xgboost", "xgboost-cpu"), "lightgbm": ("lightgbm",), "skops": ("skops",)}
 
 
@@ -65,6 +65,7 @@ def lineage(cwd: Path | None = None, tags: dict[str, str] | None = None) -> dict
     commit = _git(["rev-parse", "HEAD"], where)
     info: dict[str, Any] = {"git_commit": commit, "git_dirty": None, "tags": dict(tags or {})}
     if commit:
-        status = _git(["status", "--porcelain", "--untracked-files=no"], where)
+        # Untracked files count: a new, uncommitted module the model imports is not in the commit either.
+        status = _git(["status", "--porcelain", "--untracked-files=normal"], where)
         info["git_dirty"] = bool(status)
     return info

@@ -17,12 +17,14 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
     ├── RegistryError               registry operation failed
     │   └── NotFoundError           unknown model, version or alias
     ├── ProfileError                a profile cannot be built, read or merged
+    ├── AddressInUse                a server cannot listen on its address (port taken)
     └── MissingDependencyError      an optional extra is not installed
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AddressInUse",
     "ArtifactError",
     "ExportError",
     "IntegrityError",
@@ -96,3 +98,7 @@ class ProfileError(ParityError):
 
 class MissingDependencyError(ParityError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class AddressInUse(ParityError, OSError):
+    """A server cannot listen on its address (port taken or address unavailable)."""

@@ -2,8 +2,8 @@
 
 // node --test test/client.test.js   (npm test)
 // Unit tests of the record -> tensor conversion need no model. The model tests load the artifact
-// directory named by PARITY_TEST_ARTIFACT (tests/test_node_client.py builds one and sets it) and
-// are skipped when it is not set.
+// directory named by PARITY_TEST_ARTIFACT (tests/test_node_client.py builds one and sets it); the
+// suite fails when it is not set.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -122,10 +122,14 @@ describe('record -> tensor conversion', () => {
     throwsSchema(() => encodeRecords(SIG, [{ ...ROW, plan: { x: 1 } }]), [/"plan"/, /received object/]);
   });
 
-  test('booleans count as 0/1 in numeric columns and bigints as integers, as in Python', () => {
-    const enc = encodeRecords(SIG, [{ ...ROW, age: true, income: false, n: 7n, k: 5n }]);
-    assert.equal(enc.age.data[0], 1);
-    assert.equal(enc.income.data[0], 0);
+  test('booleans are not numbers (as in Python); bigints are integers', () => {
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, age: true }]), [/"age"/, /boolean true at row 0/]);
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, n: false }]), [/"n"/, /boolean false/]);
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, k: true }]), [/"k"/, /boolean true/]);
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, n: Infinity }]), [/"n"/, /INT64 integer/]);
+    const flag = { name: 'flag', datatype: 'FP64', nullable: true, shape: [-1], range: [0, 1] };
+    assert.deepEqual(Array.from(encodeColumn(flag, [true, null, false]).data), [1, NaN, 0]);
+    const enc = encodeRecords(SIG, [{ ...ROW, n: 7n, k: 5n }]);
     assert.equal(enc.n.data[0], 7n);
     assert.equal(enc.k.data[0], 5);
   });
@@ -174,9 +178,14 @@ describe('record -> tensor conversion', () => {
 });
 
 const ARTIFACT = process.env.PARITY_TEST_ARTIFACT;
-const skip = ARTIFACT ? false : 'set PARITY_TEST_ARTIFACT to a portable parity artifact directory';
 
-describe('ParityModel on a real artifact', { skip }, () => {
+// Without an artifact the model tests cannot run: that is a failure, never a silent skip.
+test('PARITY_TEST_ARTIFACT names an artifact directory', () => {
+  assert.ok(ARTIFACT, 'set PARITY_TEST_ARTIFACT to a portable parity artifact directory (tests/test_node_client.py does)');
+  assert.ok(fs.existsSync(path.join(ARTIFACT, 'manifest.json')), `${ARTIFACT} has no manifest.json`);
+});
+
+describe('ParityModel on a real artifact', { skip: !ARTIFACT }, () => {
   const dir = /** @type {string} */ (ARTIFACT);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-node-test-'));
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from parity._format import MANIFEST
 from parity._spark import spark_session, spark_type
 from parity.artifact import Artifact, load_artifact
 from parity.batch._score import BatchResult, plan, score_frame, single_threaded
@@ -34,7 +35,7 @@ _LOADED: dict[str, Artifact] = {}  # per executor Python worker: digest -> artif
 def _stage(directory: Path, digest: str) -> Path:
     """Copy the artifact to a digest-named directory, so two artifacts never clash in SparkFiles."""
     staged = Path(tempfile.gettempdir()) / "parity-spark" / f"artifact-{digest[:24]}"
-    if not (staged / "manifest.json").is_file():
+    if not (staged / MANIFEST).is_file():
         tmp = staged.with_name(f".{staged.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(directory, tmp)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from parity.cli._context import MANIFEST, check_ref, get_state
+from parity._format import read_manifest
+from parity.cli._context import check_ref, get_state
 from parity.cli._render import kv_table, manifest_summary, out, passed_text, print_json, table
-from parity.errors import NotFoundError
-from parity.registry import AliasChange, ModelVersion, verify_artifact_dir
+from parity.errors import NotFoundError, RegistryError
+from parity.registry import AliasChange, ModelVersion
 
 __all__ = ["register", "registry_app"]
 
@@ -52,6 +52,14 @@ def _change_dict(change: AliasChange) -> dict[str, Any]:
     }
 
 
+AllowFailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-failed-parity", help="Accept a version whose parity check FAILED (it will not answer like Python)."
+    ),
+]
+
+
 def _arrow(old: int | None, new: int | None) -> str:
     return f"{'-' if old is None else old} -> {'(deleted)' if new is None else new}"
 
@@ -61,21 +69,22 @@ def push_cmd(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Artifact directory to register.")],
     alias: Annotated[str | None, typer.Option("--alias", "-a", help="Point this alias at the pushed version.")] = None,
+    allow_failed_parity: AllowFailedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Register an artifact directory as the next version of its model (identical content is not duplicated)."""
     if not path.exists():
         raise FileNotFoundError(f"no artifact directory {str(path)!r}: it does not exist")
     registry = get_state(ctx).registry()
-    manifest = verify_artifact_dir(path)
+    manifest = read_manifest(path)  # only the name: push() verifies every file
     try:
-        known = {v.digest for v in registry.versions(str(manifest.get("name")))}
+        known = {v.version for v in registry.versions(str(manifest.get("name")))}
     except NotFoundError:
         known = set()
-    version = registry.push(path)
-    created = version.digest not in known
+    version = registry.push(path, allow_failed_parity=allow_failed_parity)
+    created = version.version not in known
     if alias is not None:
-        registry.set_alias(version.name, alias, version.version)
+        registry.set_alias(version.name, alias, version.version, allow_failed_parity=allow_failed_parity)
         version = registry.get(f"{version.name}:{version.version}")  # refresh its aliases
     if json_out:
         print_json({**_version_dict(version), "new": created})
@@ -117,7 +126,7 @@ def show_cmd(
     """Show one registered version: digest, aliases and a summary of its manifest."""
     check_ref(ref)
     version = get_state(ctx).registry().get(ref)
-    summary = manifest_summary(json.loads((version.path / MANIFEST).read_bytes()))
+    summary = manifest_summary(read_manifest(version.path))
     if json_out:
         print_json({**_version_dict(version), "manifest": summary})
         return
@@ -142,10 +151,11 @@ def alias_cmd(
     name: NameArg,
     alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to create or move, e.g. production.")],
     version: Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number the alias points at.")],
+    allow_failed_parity: AllowFailedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Point ALIAS of model NAME at VERSION (recorded in the alias history)."""
-    change = get_state(ctx).registry().set_alias(name, alias, version)
+    change = get_state(ctx).registry().set_alias(name, alias, version, allow_failed_parity=allow_failed_parity)
     if json_out:
         print_json(_change_dict(change))
         return
@@ -182,3 +192,32 @@ def versions_cmd(ctx: typer.Context, name: NameArg, json_out: JsonOpt = False) -
             ((v.version, v.created, v.digest[:12], list(v.aliases) or None) for v in versions),
         )
     )
+
+
+@registry_app.command("fsck")
+def fsck_cmd(
+    ctx: typer.Context,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Delete crash debris and rewrite history from the index.")
+    ] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Also check every stored file's sha256.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Report what crashed writers left (stale pushes, orphan versions, history out of sync) and repair it."""
+    problems = get_state(ctx).registry().fsck(repair=repair, verify=verify)
+    left = [p for p in problems if not p.repaired]
+    if json_out:
+        print_json([p.__dict__ for p in problems])
+    elif problems:
+        out.print(
+            table(
+                "Registry check",
+                ("model", "problem", "key", "detail", "repaired"),
+                ((p.model, p.kind, p.key, escape(p.detail), "yes" if p.repaired else "no") for p in problems),
+            )
+        )
+    else:
+        out.print("registry is consistent")
+    if left:
+        hint = "" if repair else "; rerun with --repair"
+        raise RegistryError(f"{len(left)} registry problem(s) left{hint}")

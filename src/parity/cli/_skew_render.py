@@ -1,14 +1,24 @@
-"""Rich terminal rendering of a skew report: a severity-colored summary table plus replay/join sections."""
+"""Terminal side of ``parity skew``: the rich table of a report and the ``--fail-on`` exit codes."""
 
 from __future__ import annotations
+
+import json
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from parity.skew._report import FeatureReport, Metric, SkewReport
+from parity.skew import FeatureReport, Metric, Severity, SkewReport
 
-__all__ = ["SEVERITY_STYLE", "render_report"]
+__all__ = ["EXIT_ALERT", "EXIT_NO_DATA", "EXIT_WARN", "SEVERITY_STYLE", "exit_code", "render_report"]
+
+EXIT_WARN = 10
+"""``--fail-on warn`` and the worst severity is warn."""
+EXIT_ALERT = 11
+"""``--fail-on warn|alert`` and the worst severity is alert."""
+EXIT_NO_DATA = 12
+"""``--fail-on`` given and no serving row fell in the window: nothing could be checked."""
+_RANK = {"ok": 0, "warn": 1, "alert": 2}
 
 SEVERITY_STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red"}
 _COLUMNS = (
@@ -35,7 +45,10 @@ def _notes(f: FeatureReport) -> str:
     parts = [p.message for p in f.schema]
     parts += [f"{m.name}: {m.note}" for m in f.metrics if m.severity != "ok" and m.note]
     if f.current and f.current.unseen_examples and not any(m.name == "unseen_share" and m.note for m in f.metrics):
-        parts.append("unseen e.g. " + ", ".join(f.current.unseen_examples[:3]))
+        # Quoted, so an empty-string category is visible.
+        parts.append(
+            "unseen e.g. " + ", ".join(json.dumps(v, ensure_ascii=False) for v in f.current.unseen_examples[:3])
+        )
     if f.ignored:
         parts.append("ignored by the thresholds file")
     return "; ".join(parts)
@@ -117,3 +130,14 @@ def render_report(report: SkewReport, *, limit: int | None = None) -> Renderable
     ):
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)
+
+
+def exit_code(report: SkewReport, fail_on: Severity | None) -> int:
+    """Return the documented exit status of ``parity skew --fail-on`` (0 when it is not given)."""
+    if fail_on is None:
+        return 0
+    if report.status == "no_data":
+        return EXIT_NO_DATA
+    if _RANK[report.severity] < _RANK[fail_on]:
+        return 0
+    return EXIT_ALERT if report.severity == "alert" else EXIT_WARN
