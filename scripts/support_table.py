@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning
+from tests.export.test_gauntlet import PIPELINES
+from tests.fixtures import house
 
-import parity  # noqa: E402
-from tests.export.test_gauntlet import PIPELINES  # noqa: E402
-from tests.fixtures import house  # noqa: E402
+import parity
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def strict_artifact() -> Any:
     from sklearn.linear_model import LogisticRegression
 
     model = pipeline(LogisticRegression(max_iter=500)).fit(data, targets(data, "binary"))
-    return parity.package(model, data, name="strict"), data
+    return parity.package(model, data, name="strict", nullable=[]), data  # nulls only where training had them
 
 
 def test_strict_signature_is_inferred(strict_artifact: Any) -> None:

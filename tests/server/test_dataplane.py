@@ -12,7 +12,6 @@ from parity.errors import SchemaError
 from parity.lake import LakeWriter, read_lake
 from parity.registry import Registry
 from parity.server import DataPlane, InferResult, ModelNotFound
-from parity.server._errors import LimitExceeded
 from tests.server.conftest import ModelEnv
 
 
@@ -78,7 +77,7 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
 def test_repository_slots_are_matched_on_the_ref_and_capped(
     model_env: ModelEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from parity.server import _repository
+    from parity.server import _errors, _repository
 
     registry = Registry(model_env.registry_root)
     for i in range(3):
@@ -93,7 +92,7 @@ def test_repository_slots_are_matched_on_the_ref_and_capped(
                 await dp.load("churn:1")  # the same ref, however often: one slot
             assert len(dp.repository_index()) == 2
             await dp.load("churn@a0")
-            with pytest.raises(LimitExceeded, match="limit is 3"):
+            with pytest.raises(_errors.LimitExceeded, match="limit is 3"):
                 await dp.load("churn@a1")
             assert len(dp.repository_index()) == 3
         finally:

@@ -458,9 +458,9 @@ def test_a_megabyte_id_is_capped_everywhere(model_env: ModelEnv, tmp_path: Path)
                 response, call = stub.ModelInfer.with_call(req, timeout=10)
                 assert response.id == str(i) * 128
                 assert dict(call.trailing_metadata())["x-request-id"] == str(i) * 128
-            # An id in metadata (grpc itself caps metadata at 16 KiB) is cut the same way.
+            # An id in metadata (grpc itself refuses metadata above 8-16 KiB) is cut the same way.
             response, call = stub.ModelInfer.with_call(
-                raw_request(rows.head(1)), metadata=(("x-request-id", "m" * 10_000),), timeout=10
+                raw_request(rows.head(1)), metadata=(("x-request-id", "m" * 5_000),), timeout=10
             )
             assert dict(call.trailing_metadata())["x-request-id"] == "m" * 128
             time.sleep(2.5)  # one lake flush (every 2 s) of the rows above
@@ -484,14 +484,15 @@ def test_a_huge_model_name_is_not_echoed(stub: Any) -> None:
 
 
 def test_health_watch_is_bounded_per_peer_and_spares_the_rpc_limit(model_env: ModelEnv, tmp_path: Path) -> None:
-    from parity.server._grpc import MAX_WATCHES_PER_PEER
+    from parity.server import _grpc
 
+    per_peer = getattr(_grpc, "MAX_WATCHES_PER_PEER", 4)
     server = GrpcServer(model_env.artifact_dir, tmp_path / "server.log", "--limit-concurrency", "2")
     try:
         server.wait_ready()
         with server.channel() as ch:
             health = health_pb2_grpc.HealthStub(ch)
-            watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=20) for _ in range(MAX_WATCHES_PER_PEER)]
+            watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=20) for _ in range(per_peer)]
             for w in watches:
                 assert next(w).status == health_pb2.HealthCheckResponse.SERVING
             extra = health.Watch(health_pb2.HealthCheckRequest(), timeout=20)

@@ -20,9 +20,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from parity._format import MANIFEST
 from parity._spark import spark_session, spark_type
 from parity.artifact import Artifact, load_artifact
-from parity.batch._score import BatchResult, plan, score_frame
+from parity.batch._score import BatchResult, plan, score_frame, single_threaded
 from parity.errors import IntegrityError
 from parity.registry import artifact_digest
 
@@ -34,7 +35,7 @@ _LOADED: dict[str, Artifact] = {}  # per executor Python worker: digest -> artif
 def _stage(directory: Path, digest: str) -> Path:
     """Copy the artifact to a digest-named directory, so two artifacts never clash in SparkFiles."""
     staged = Path(tempfile.gettempdir()) / "parity-spark" / f"artifact-{digest[:24]}"
-    if not (staged / "manifest.json").is_file():
+    if not (staged / MANIFEST).is_file():
         tmp = staged.with_name(f".{staged.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(directory, tmp)
@@ -55,7 +56,7 @@ def executor_artifact(name: str, digest: str, trusted: bool) -> Artifact:
         actual = artifact_digest(artifact.manifest)
         if actual != digest:
             raise IntegrityError(f"the artifact shipped to this executor has digest {actual}, the driver sent {digest}")
-        _LOADED[digest] = artifact
+        _LOADED[digest] = single_threaded(artifact)
     return _LOADED[digest]
 
 

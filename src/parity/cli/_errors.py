@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from parity.errors import (
@@ -14,7 +15,30 @@ from parity.errors import (
     UntrustedArtifactError,
 )
 
-__all__ = ["EXIT_CODES", "ExitCode", "epilog", "exit_code_for"]
+__all__ = ["EXIT_CODES", "SERVE_MODULES", "ExitCode", "epilog", "exit_code_for", "missing_serve_dist"]
+
+
+# Top-level modules of the `serve` extra, with their distribution names.
+SERVE_MODULES = {
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "orjson": "orjson",
+    "prometheus_client": "prometheus-client",
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+}
+
+
+def missing_serve_dist() -> str | None:
+    """Name a distribution of the `serve` extra that is not installed, or None when all are."""
+    for module, dist in SERVE_MODULES.items():
+        try:
+            if importlib.util.find_spec(module) is None:
+                return dist
+        except (ImportError, ValueError):
+            return dist
+    return None
 
 
 @dataclass(frozen=True)

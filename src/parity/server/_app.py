@@ -36,8 +36,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
+from parity._lake_s3 import lake_writer
 from parity.errors import ParityError
-from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server._config import ENV_CONFIG, ServerConfig
 from parity.server._dataplane import DataPlane
@@ -81,7 +81,7 @@ async def _stop_grpc(server: Any, grace: float) -> None:
 
 def create_app(config: ServerConfig) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
-    lake = LakeWriter(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
+    lake = lake_writer(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
     dataplane = DataPlane.from_config(config, lake=lake)
 
     @asynccontextmanager
@@ -180,6 +180,9 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "limit_concurrency": config.limit_concurrency,
         "http": GuardedHttpProtocol,
         "ws": "none",
+        # Worker processes unpickle GuardedHttpProtocol (importing the server) before they answer the
+        # supervisor's health pings: give a slow start on a busy node more than uvicorn's 5 s.
+        "timeout_worker_healthcheck": 60,
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,
@@ -198,7 +201,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
-        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc}") from None
     sock.set_inheritable(True)
     return sock
 

@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.artifact import Artifact
-from parity.codec import encode_columns
 from parity.errors import NotFoundError, ParityError, SchemaError
 from parity.lake import OUTPUT_PREFIX, lake_column_name
 from parity.registry import Registry
@@ -76,7 +75,7 @@ class _Replayer:
 
     def _predict(self, batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
         columns = {n: _values(batch.column(self._col(n)), t) for n, t in self.text.items()}
-        return self.model.runtime.predict(encode_columns(self.model.signature, columns))
+        return self.model.predict_columns(columns, observe=False)
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Replay one batch; a batch the codec rejects is retried row by row to find the bad rows."""
@@ -156,7 +155,7 @@ def _batches(
                 missing = [c for c in columns if c not in names]
                 if missing:
                     raise SkewDataError(
-                        f"--replay: {path} lacks column(s) {missing} needed to replay its model version; the "
+                        f"replay: {path} lacks column(s) {missing} needed to replay its model version; the "
                         "lake rows must hold every signature input and output.<name> column"
                     )
                 read = [c for c in [*columns, "request_id", "row", TS] if c in names]
@@ -166,7 +165,7 @@ def _batches(
                         if rows.num_rows:
                             yield rows
         except (OSError, pa.ArrowInvalid) as e:
-            raise SkewDataError(f"--replay: cannot read Parquet file {path}: {e}") from e
+            raise SkewDataError(f"replay: cannot read Parquet file {path}: {e}") from e
 
 
 def replay_report(
@@ -183,10 +182,10 @@ def replay_report(
 ) -> ReplayReport:
     """Replay every logged row of the window (per lake version) and report the mismatch rate and examples."""
     if src.kind == "csv":
-        raise SkewDataError("--replay reads Parquet serving logs (the lake); convert the CSV to Parquet first")
+        raise SkewDataError("`replay=True` reads Parquet serving logs (the lake); convert the CSV to Parquet first")
     if not any(c.startswith(OUTPUT_PREFIX) for c in src.columns) and src.files:
         raise SkewDataError(
-            f"--replay needs logged outputs: {src.path} has no output.<name> column; point --data at the lake"
+            f"`replay=True` needs logged outputs: {src.path} has no output.<name> column; point `data` at the lake"
         )
     report = ReplayReport()
     by_version: dict[int, list[str]] = {}
@@ -203,7 +202,7 @@ def replay_report(
             except ParityError:
                 raise
             except (pa.ArrowException, ValueError, TypeError) as e:
-                raise SkewDataError(f"--replay failed on model version {version}: {type(e).__name__}: {e}") from e
+                raise SkewDataError(f"replay failed on model version {version}: {type(e).__name__}: {e}") from e
             if progress is not None:
                 progress(batch.num_rows)
     rate = report.rate
