@@ -87,8 +87,10 @@ def run(engine: str, model_dir: Path, pipe: Path, data: Path, root: Path) -> dic
         [sys.executable, "-c", CHILD, engine, str(model_dir), str(pipe), str(data), str(out)],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if proc.returncode != 0:
+        raise SystemExit(f"{engine} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -101,7 +103,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model_dir, pipe, data = make(args.rows, root)
-        results = {e: run(e, model_dir, pipe, data, root) for e in args.engines.split(",")}
+        results = {}
+        for engine in args.engines.split(","):
+            results[engine] = run(engine, model_dir, pipe, data, root)
+            print(engine, results[engine], flush=True)
     base = results.get("sklearn")
     for engine, r in results.items():
         rate = r["rows"] / r["seconds"]
