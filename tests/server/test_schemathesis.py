@@ -54,7 +54,7 @@ def _st() -> str:
     return str(exe) if exe.exists() else "st"
 
 
-def run_schemathesis(location: str, tmp_path: Path, base_url: str | None = None) -> None:
+def run_schemathesis(location: str, tmp_path: Path, base_url: str | None = None, token: str | None = None) -> None:
     """``st run LOCATION --checks not_a_server_error`` with a fixed budget; fail with its output on exit != 0."""
     config = tmp_path / "schemathesis.toml"  # explicit and empty: no stray config file is picked up
     config.write_text("")
@@ -79,7 +79,7 @@ def run_schemathesis(location: str, tmp_path: Path, base_url: str | None = None)
     ]
     if base_url is not None:
         cmd += ["--url", base_url]
-    token = os.environ.get("PARITY_TOKEN")  # the server fixture inherits the environment
+    token = token or os.environ.get("PARITY_TOKEN")  # the server fixture inherits the environment
     if token:
         cmd += ["--header", f"Authorization: Bearer {token}"]
     start = time.monotonic()
@@ -256,17 +256,20 @@ def repository_document(document: dict[str, Any], names: list[str]) -> dict[str,
 def test_no_server_errors_on_the_repository_extension_and_v1(
     model_env: ModelEnv, start_server: type[ServerProcess], tmp_path: Path
 ) -> None:
-    # Its own server: load/unload change what it serves.
-    server = start_server(shared_server_args(model_env, tmp_path / "lake"))
+    # Its own server: load/unload change what it serves (served only with the flag, behind a token).
+    token = "schemathesis-token"
+    auth = {"Authorization": f"Bearer {token}"}
+    args = [*shared_server_args(model_env, tmp_path / "lake"), "--enable-repository-api"]
+    server = start_server(args, env={"PARITY_TOKEN": token})
     server.wait_ready()
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, timeout=10, headers=auth) as client:
         document = client.get("/openapi.json").raise_for_status().json()
     names = ["churn", "churn:1", "churn@production", "churn:999", "churn@nope", "nope", "penguins:1", "../churn"]
     schema_path = tmp_path / "openapi-repository.json"
     schema_path.write_text(json.dumps(repository_document(document, names)))
-    run_schemathesis(str(schema_path), tmp_path, base_url=server.url)
+    run_schemathesis(str(schema_path), tmp_path, base_url=server.url, token=token)
     assert server.proc.poll() is None, server.log()
-    with httpx.Client(base_url=server.url, timeout=10) as client:
+    with httpx.Client(base_url=server.url, timeout=10, headers=auth) as client:
         assert client.post("/v2/repository/models/churn@production/load").status_code == 200
         index = client.post("/v2/repository/index").json()
         assert len(index) <= len(names) + 1, index  # one slot per distinct ref at most
