@@ -161,7 +161,9 @@ def test_run_parity_check_passes_within_half_the_tolerance() -> None:
     assert report.rows_checked == 5 and report.cases == {"rows": 4, "single:0": 1}
     assert report.outputs["probability"].mismatches == 0
     assert report.outputs["probability"].max_abs_diff == pytest.approx(0.5 * TOL, rel=1e-6)
-    assert report.outputs["label"].max_abs_diff == 0.0
+    assert report.outputs["probability"].max_rel_diff == pytest.approx(0.5 * TOL, rel=1e-6)
+    assert report.outputs["probability"].worst_case is not None
+    assert report.outputs["label"].max_abs_diff == 0.0 and report.outputs["label"].max_rel_diff == 0.0
     np.testing.assert_array_equal(expected["rows"]["probability"], [0.0, 0.1, 0.2, 0.3])
     assert report.to_dict()["outputs"]["probability"]["mismatches"] == 0
 
@@ -255,3 +257,11 @@ def test_a_skipped_case_does_not_stop_the_later_ones() -> None:
     cases = {"single:0": _cases()["single:0"], "rows": _cases()["rows"]}  # the failing case first
     report, expected = run_parity_check(reference, _shifted(0.0), cases, tolerance=TOL, precision="p", runtime="r")
     assert report.cases == {"rows": 4} and set(expected) == {"rows"} and set(report.skipped) == {"single:0"}
+
+
+def test_one_nullable_column_has_no_all_nulls_case() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=True), ColumnSpec("n", "INT64", nullable=False)))
+    base = pd.DataFrame({"x": np.arange(5, dtype=np.float64), "n": np.arange(5)})
+    cases = edge_cases(base, sig, {})
+    assert set(cases) == {"null:x", "extreme:x", "extreme:n"}
+    assert len(cases["null:x"]) == 5  # min(rows, 16)

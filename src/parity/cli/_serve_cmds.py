@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from parity.cli._errors import with_flags
 from parity.errors import ParityError
 from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
 from parity.server._config import DEFAULT_LAKE, ServerConfig
@@ -30,7 +31,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="REST port.")] = 8080,
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0 disables gRPC).")] = 8081,
     lake: Annotated[
-        str, typer.Option("--lake", help="Prediction lake directory ('' or 'none' disables it).")
+        str,
+        typer.Option("--lake", help="Prediction lake: a directory or s3://bucket/prefix ('' or 'none' disables it)."),
     ] = DEFAULT_LAKE,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes sharing the port.")] = 1,
     token: Annotated[
@@ -130,7 +132,7 @@ def main() -> None:
     try:
         typer.run(serve)
     except ParityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_flags(str(exc))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # uvicorn re-raises SIGINT once it has shut down gracefully
         sys.exit(130)

@@ -36,8 +36,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
+from parity._lake_s3 import lake_writer
 from parity.errors import ParityError
-from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server._config import ENV_CONFIG, ServerConfig
 from parity.server._dataplane import DataPlane
@@ -81,7 +81,7 @@ async def _stop_grpc(server: Any, grace: float) -> None:
 
 def create_app(config: ServerConfig) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
-    lake = LakeWriter(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
+    lake = lake_writer(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
     dataplane = DataPlane.from_config(config, lake=lake)
 
     @asynccontextmanager
