@@ -360,7 +360,7 @@ def test_cli_push_and_alias_need_allow_failed_parity(failed_dir: Path, tmp_path:
     runner = CliRunner()
     home = str(tmp_path / "home")
     refused = runner.invoke(app, ["--registry", home, "registry", "push", str(failed_dir)])
-    assert refused.exit_code == 3 and "--allow-failed-parity" in refused.stderr
+    assert refused.exit_code == 3 and "allow_failed_parity" in refused.stderr
     forced = runner.invoke(
         app, ["--registry", home, "registry", "push", str(failed_dir), "-a", "production", "--allow-failed-parity"]
     )

@@ -83,7 +83,7 @@ def test_failed_parity_is_not_served_unless_forced(
     _, failed, *_ = crm
     refused = start_server([str(failed), "--lake", "none", "--reload-interval", "0"])
     assert refused.proc.wait(60) != 0
-    assert "FAILED its parity check" in refused.log() and "--allow-failed-parity" in refused.log()
+    assert "FAILED its parity check" in refused.log() and "allow_failed_parity" in refused.log()
     forced = start_server([str(failed), "--lake", "none", "--reload-interval", "0", "--allow-failed-parity"])
     forced.wait_ready(180)
     meta = httpx.get(f"{forced.url}/v2/models/risky").json()
