@@ -17,13 +17,23 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
     ├── RegistryError               registry operation failed
     │   └── NotFoundError           unknown model, version or alias
     ├── ProfileError                a profile cannot be built, read or merged
-    └── MissingDependencyError      an optional extra is not installed
+    ├── MissingDependencyError      an optional extra is not installed
+    └── CompositionError            a composition of model endpoints failed
+        ├── DeclarationError        a composition's declaration does not match its downstreams
+        └── DownstreamError         a downstream model call failed (no fallback)
+            ├── DownstreamTimeout   ... within the per-call timeout or the request deadline
+            └── DownstreamRejected  ... because the downstream refused the request (4xx)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ArtifactError",
+    "CompositionError",
+    "DeclarationError",
+    "DownstreamError",
+    "DownstreamRejected",
+    "DownstreamTimeout",
     "ExportError",
     "IntegrityError",
     "MissingDependencyError",
@@ -96,3 +106,33 @@ class ProfileError(ParityError):
 
 class MissingDependencyError(ParityError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class CompositionError(ParityError):
+    """A composition (business rules over several model endpoints) failed."""
+
+
+class DeclarationError(CompositionError):
+    """A composition's declaration does not match a downstream (names the endpoint and field)."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.field = field
+
+
+class DownstreamError(CompositionError):
+    """A downstream model could not answer and no fallback was declared."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class DownstreamTimeout(DownstreamError):
+    """A downstream call did not finish within its timeout or the request's deadline."""
+
+
+class DownstreamRejected(DownstreamError):
+    """A downstream refused the request as malformed (it answered 4xx): the caller's mistake."""

@@ -35,7 +35,9 @@ column                    Arrow type                   meaning
 ========================  ===========================  ==========================================
 
 An input whose name collides with a metadata column above, or starts with ``output.``, is
-stored as ``input.<name>`` instead. :func:`read_lake` reads it all back as one Arrow table.
+stored as ``input.<name>`` instead. Columns named ``lineage.<...>`` are metadata of how a row was
+produced (a composition's routes, fallbacks, downstream versions and latencies), not features:
+the skew report does not profile them. :func:`read_lake` reads it all back as one Arrow table.
 """
 
 from __future__ import annotations
@@ -58,12 +60,13 @@ import pyarrow.parquet as pq
 from parity.codec import ARROW_TYPES
 from parity.schema import MISSING_STRING, Signature
 
-__all__ = ["META_COLUMNS", "OUTPUT_PREFIX", "LakeWriter", "lake_column_name", "read_lake"]
+__all__ = ["LINEAGE_PREFIX", "META_COLUMNS", "OUTPUT_PREFIX", "LakeWriter", "lake_column_name", "read_lake"]
 
 log = logging.getLogger("parity.lake")
 
 OUTPUT_PREFIX = "output."
 INPUT_PREFIX = "input."
+LINEAGE_PREFIX = "lineage."
 META_COLUMNS = ("ts", "model", "model_version", "request_id", "row", "latency_ms")
 
 

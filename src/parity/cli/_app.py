@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 import parity
-from parity.cli import _artifact_cmds, _registry_cmds, _skew_cmds
+from parity.cli import _artifact_cmds, _compose_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for
 from parity.cli._render import error_line, warn
@@ -104,6 +104,7 @@ COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _registry_cmds.register,
     _serve_cli.register,
     _skew_cmds.register,
+    _compose_cmds.register,
 )
 for _register in COMMAND_GROUPS:
     _register(app)

@@ -25,7 +25,7 @@ import inspect
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -73,10 +73,15 @@ async def _stop_grpc(server: Any, grace: float) -> None:
         log.exception("stopping the gRPC server failed")
 
 
-def create_app(config: ServerConfig) -> Starlette:
+DataPlaneFactory = Callable[[ServerConfig, LakeWriter | None], DataPlane]
+"""Builds the data plane an app serves (default: models of ``config.refs``; a composition's is another)."""
+
+
+def create_app(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
     lake = LakeWriter(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
-    dataplane = DataPlane.from_config(config, lake=lake)
+    make = make_dataplane or (lambda cfg, lk: DataPlane.from_config(cfg, lake=lk))
+    dataplane = make(config, lake)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -151,21 +156,24 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
     }
 
 
-def serve(config: ServerConfig) -> None:
+def serve(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (blocking); a ref that resolves to nothing raises a ParityError."""
     configure_logging(config.log_level)
-    if not config.refs:
-        raise ValueError("nothing to serve: pass at least one model reference (path, name, name:N or name@alias)")
-    # Fail fast, with one clear error instead of a lifespan traceback, on a ref that resolves to nothing.
-    registry = Registry(config.registry) if config.registry else Registry()
-    for ref in config.refs:
-        registry.path(ref)
     options = _uvicorn_options(config)
-    if config.workers > 1:
-        os.environ[ENV_CONFIG] = config.to_json()
-        uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
-        return
-    app = create_app(config)
+    if make_dataplane is None:
+        if not config.refs:
+            raise ValueError("nothing to serve: pass at least one model reference (path, name, name:N or name@alias)")
+        # Fail fast, with one clear error instead of a lifespan traceback, on a ref that resolves to nothing.
+        registry = Registry(config.registry) if config.registry else Registry()
+        for ref in config.refs:
+            registry.path(ref)
+        if config.workers > 1:
+            os.environ[ENV_CONFIG] = config.to_json()
+            uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
+            return
+    elif config.workers > 1:
+        raise ValueError("a custom data plane (e.g. a composition) runs in one process: pass --workers 1")
+    app = create_app(config, make_dataplane)
     server = _Server(uvicorn.Config(app, **options), app.state.dataplane)
     # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
     # into a normal return, so a graceful SIGTERM exits 0.

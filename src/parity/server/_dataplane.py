@@ -38,7 +38,7 @@ from parity.server._errors import ModelNotFound, ModelNotReady, RequestTimeout, 
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle, ModelRepository
 
-__all__ = ["EXTENSIONS", "DataPlane", "InferResult"]
+__all__ = ["EXTENSIONS", "DataPlane", "InferResult", "validate_columns"]
 
 log = logging.getLogger("parity.server")
 
@@ -55,6 +55,8 @@ class InferResult:
     request_id: str
     datatypes: dict[str, str] = field(default_factory=dict)
     """OIP datatype of each output."""
+    parameters: dict[str, str] | None = None
+    """Response parameters (a composition's routes and fallbacks), sent by every protocol."""
 
 
 class DataPlane:
@@ -201,20 +203,7 @@ class DataPlane:
             label_model, label_version = handle.name, handle.version_str
             if not handle.ready:
                 raise ModelNotReady(f"model {name!r} version {handle.version_str} is not ready")
-            extra = [k for k in columns if k not in handle.input_names]
-            if extra:
-                raise SchemaError(
-                    f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",
-                    column=extra[0],
-                )
-            try:
-                encoded = encode_columns(handle.signature, columns)
-            except (TypeError, ValueError, OverflowError) as exc:
-                # SchemaError (a ValueError) is the codec's own verdict; anything else it raised comes
-                # from values it could not read at all (nested lists, numbers beyond float range).
-                if isinstance(exc, ParityError):
-                    raise
-                raise _unreadable(handle, columns, exc) from exc
+            encoded = validate_columns(handle, columns)
             rows = len(next(iter(encoded.values())))
             try:
                 async with asyncio.timeout(self.request_timeout_s):
@@ -278,6 +267,24 @@ class DataPlane:
     def repository_index(self) -> list[dict[str, Any]]:
         """Every known model with ``name``, ``version``, ``state`` (READY/UNAVAILABLE) and ``reason``."""
         return self.repository.index()
+
+
+def validate_columns(handle: ModelHandle, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The request's columns typed by the handle's signature; a SchemaError naming the input otherwise."""
+    extra = [k for k in columns if k not in handle.input_names]
+    if extra:
+        raise SchemaError(
+            f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",
+            column=extra[0],
+        )
+    try:
+        return encode_columns(handle.signature, columns)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # SchemaError (a ValueError) is the codec's own verdict; anything else it raised comes
+        # from values it could not read at all (nested lists, numbers beyond float range).
+        if isinstance(exc, ParityError):
+            raise
+        raise _unreadable(handle, columns, exc) from exc
 
 
 def _unreadable(handle: ModelHandle, columns: Mapping[str, Any], exc: BaseException) -> SchemaError:

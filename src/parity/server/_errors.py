@@ -12,6 +12,11 @@ from typing import NamedTuple
 
 from parity.errors import (
     ArtifactError,
+    CompositionError,
+    DeclarationError,
+    DownstreamError,
+    DownstreamRejected,
+    DownstreamTimeout,
     ExportError,
     IntegrityError,
     MissingDependencyError,
@@ -100,6 +105,12 @@ STATUS: dict[type[BaseException], Status] = {
     PayloadTooLarge: Status(413, "RESOURCE_EXHAUSTED"),
     Unauthorized: Status(401, "UNAUTHENTICATED"),
     RequestTimeout: Status(504, "DEADLINE_EXCEEDED"),
+    CompositionError: Status(500, "INTERNAL"),
+    DeclarationError: Status(500, "FAILED_PRECONDITION"),
+    # A downstream that failed is a bad gateway; one that refused the input passes the 4xx on.
+    DownstreamError: Status(502, "UNAVAILABLE"),
+    DownstreamTimeout: Status(504, "DEADLINE_EXCEEDED"),
+    DownstreamRejected: Status(400, "INVALID_ARGUMENT"),
 }
 
 _INTERNAL = Status(500, "INTERNAL")

@@ -147,9 +147,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception as exc:
             await _abort(context, exc)
         context.set_trailing_metadata((("x-request-id", rid),))
-        return encode_infer_response(
+        response = encode_infer_response(
             result.model_name, result.model_version, request.id, result.outputs, result.datatypes, decoded
         )
+        for key, value in (result.parameters or {}).items():
+            response.parameters[key].string_param = value
+        return response
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):

@@ -187,6 +187,8 @@ def build_rest_app(
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
             header["id"] = req.id
+        if result.parameters:
+            header["parameters"] = result.parameters
         content, json_length = encode_outputs(result.outputs, result.datatypes, requested, header)
         if json_length is None:
             return Response(content, media_type=_JSON)
@@ -216,7 +218,10 @@ def build_rest_app(
         result = await dp.infer(name, None, columns, request_id=rid, protocol="v1")
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
-        return _json({"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]})
+        body: dict[str, Any] = {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]}
+        if result.parameters:
+            body["parameters"] = result.parameters
+        return _json(body)
 
     # ------------------------------------------------------------------ repository extension
 
