@@ -372,6 +372,10 @@ def replay(
 # ---------------------------------------------------------------------- reference
 
 
+def _kind(values: np.ndarray) -> str:
+    return "categorical" if values.dtype == object else "boolean" if values.dtype == bool else "numeric"
+
+
 def reference(
     comp: Composition, data: Any, models: Mapping[str, Any] | None = None, *, batch_rows: int = 512
 ) -> dict[str, Any]:
@@ -387,6 +391,7 @@ def reference(
 
     frames: list[pd.DataFrame] = []
     outs: list[pd.DataFrame] = []
+    first_arrays: dict[str, Any] = {}
     for start in range(0, len(data), batch_rows):
         chunk = data.iloc[start : start + batch_rows]
         decision = comp.run(chunk, models=models)
@@ -394,6 +399,7 @@ def reference(
         for ep, call in decision.calls.items():
             for o, v in call.outputs.items():
                 cols[f"{ep}.{o}"] = v
+        first_arrays = first_arrays or cols
         frame = pd.DataFrame(cols)
         for c in frame.columns:
             if frame[c].dtype == object:
@@ -402,8 +408,9 @@ def reference(
         outs.append(pd.DataFrame({k: np.asarray(v) for k, v in decision.outputs.items()}))
     inputs = pd.concat(frames, ignore_index=True)
     outputs = pd.concat(outs, ignore_index=True)
-    kinds = {c: ("categorical" if inputs[c].dtype == object else "boolean" if inputs[c].dtype == bool else "numeric")
-             for c in inputs.columns}  # fmt: skip
+    # Kinds from the arrays the composition produced (pandas may hold text as its own string dtype).
+    first = frames[0]
+    kinds = {c: _kind(first_arrays[c]) for c in first.columns}
     out_kinds = {o.name: "categorical" if o.datatype == "BYTES" else "numeric" for o in comp.signature.outputs}
     in_profile = profile_frame(inputs, ProfileSpec.from_reference(inputs, columns=kinds))  # type: ignore[arg-type]
     out_profile = profile_frame(outputs, ProfileSpec.from_reference(outputs, columns=out_kinds))  # type: ignore[arg-type]
