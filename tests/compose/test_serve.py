@@ -274,3 +274,13 @@ def _expected_at(models: Models, records: list[dict[str, Any]], threshold: float
         return comp.run(records, models={"churn": models.churn, "spend": models.spend}).rows()
     finally:
         comp.close()
+
+
+def test_a_downstream_4xx_is_a_4xx_naming_the_model(stack: Stack) -> None:
+    # The composition accepts a missing income (nullable); the churn model does not: its 400 comes back.
+    with httpx.Client(base_url=stack.compose.url, timeout=10) as client:
+        r = client.post(
+            "/v1/models/retention:predict", json={"instances": [{"age": 40, "income": None, "plan": "pro"}]}
+        )
+        assert r.status_code == 400, r.text
+        assert "churn" in r.json()["error"] and "income" in r.json()["error"]
