@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import parity
+
+SRC = Path(parity.__file__).parent
 
 CORE = [
     "parity",
@@ -18,8 +22,36 @@ CORE = [
     "parity.profile",
     "parity.registry",
     "parity.runtime",
+    "parity.skew",
+    "parity.lake",
+    "parity.env",
+    "parity._format",
 ]
-FORBIDDEN = ["starlette", "uvicorn", "grpc", "typer", "rich", "prometheus_client", "parity.server", "parity.cli"]
+FORBIDDEN = [
+    "starlette",
+    "uvicorn",
+    "grpc",
+    "typer",
+    "click",
+    "rich",
+    "prometheus_client",
+    "orjson",
+    "parity.server",
+    "parity.cli",
+]
+# Third-party stacks confined to one package (any import of them elsewhere in src/ fails the test).
+CONFINED = {
+    "starlette": "server",
+    "uvicorn": "server",
+    "grpc": "server",
+    "grpc_health": "server",
+    "grpc_reflection": "server",
+    "prometheus_client": "server",
+    "orjson": "server",
+    "typer": "cli",
+    "click": "cli",
+    "rich": "cli",
+}
 
 
 def test_public_names() -> None:
@@ -72,3 +104,26 @@ def test_every_error_derives_from_parity_error() -> None:
 
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.ParityError)
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return names
+
+
+def test_heavy_stacks_stay_in_their_package() -> None:
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[:2] == ("server", "proto"):
+            continue  # generated gRPC stubs
+        for name in _imports(path):
+            home = CONFINED.get(name.split(".")[0])
+            if home is not None and rel.parts[0] != home:
+                wrong.append(f"{rel}: {name} belongs in parity/{home}/")
+    assert wrong == []

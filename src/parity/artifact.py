@@ -18,8 +18,6 @@ import json
 import logging
 import os
 import pickle
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,14 +26,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from parity._io import canonical_json, sha256_bytes
+from parity._format import (
+    DIGEST_SCHEME,
+    PROFILE_FILE,
+    file_entry,
+    profile_bytes,
+    read_dir,
+    read_reference,
+    validate_name,
+    write_dir,
+)
+from parity._io import sha256_bytes
 from parity.checks import ParityReport, edge_cases, predict_with, run_parity_check
 from parity.codec import decode_outputs, encode_frame
 from parity.env import environment, lineage, model_packages
 from parity.errors import (
     ArtifactError,
     ExportError,
-    IntegrityError,
     MissingDependencyError,
     SchemaError,
     UntrustedArtifactError,
@@ -47,16 +54,14 @@ from parity.profile import ColumnKind, Profile, ProfileSpec, profile_frame
 from parity.runtime import OnnxRuntime, PythonRuntime, Runtime
 from parity.schema import MISSING_STRING, Signature, infer_signature
 
-__all__ = ["FORMAT", "Artifact", "load_artifact", "package"]
+__all__ = ["FORMAT", "Artifact", "artifact_from_files", "load_artifact", "package"]
 
 log = logging.getLogger("parity.artifact")
 
 FORMAT = "parity.artifact/1"
-MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 SKOPS_FILE = "model.skops"
 PICKLE_FILE = "model.pkl"
-PROFILE_FILE = "profile.json"
 SAMPLE_FILE = "parity_sample.parquet"
 EXPECTED_PREFIX = "expected."
 STORED_SAMPLE_ROWS = 2000
@@ -118,12 +123,16 @@ class Artifact:
     @property
     def profile(self) -> Profile:
         """Reference profile of the raw training inputs."""
-        return Profile.from_dict(json.loads(self._files[PROFILE_FILE])["inputs"])
+        return Profile.from_dict(self._reference()["inputs"])
 
     @property
-    def output_profile(self) -> Profile:
-        """Reference profile of the model's outputs on the parity sample."""
-        return Profile.from_dict(json.loads(self._files[PROFILE_FILE])["outputs"])
+    def output_profile(self) -> Profile | None:
+        """Reference profile of the model's outputs on the parity sample (None if not recorded)."""
+        outputs = self._reference().get("outputs")
+        return Profile.from_dict(outputs) if outputs else None
+
+    def _reference(self) -> dict[str, Any]:
+        return read_reference(self.file_bytes(PROFILE_FILE), f"artifact {self.name!r}")
 
     def file_bytes(self, name: str) -> bytes:
         """Content of one artifact file (e.g. ``model.onnx``)."""
@@ -199,23 +208,8 @@ class Artifact:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the artifact directory (atomically: a temp dir renamed into place)."""
-        target = Path(path)
-        if target.exists() and any(target.iterdir()):
-            raise ArtifactError(f"{target} exists and is not empty; choose a new path or delete it")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            for name, data in self._files.items():
-                (tmp / name).write_bytes(data)
-            (tmp / MANIFEST).write_bytes(canonical_json(self.manifest))
-            if target.exists():
-                target.rmdir()
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self.path = target
-        return target
+        self.path = write_dir(path, self.manifest, self._files)
+        return self.path
 
 
 def _fingerprint(data: pd.DataFrame) -> dict[str, Any]:
@@ -294,8 +288,6 @@ def package(
     random_state: int = 0,
 ) -> Artifact:
     """Package a fitted model with its raw training inputs into a verified artifact."""
-    from parity.registry import validate_name
-
     validate_name(name)
     check_model(model)
     if not isinstance(data, pd.DataFrame):
@@ -364,9 +356,7 @@ def package(
         o.name: "categorical" if o.labels is not None else "numeric" for o in signature.outputs
     }
     out_profile = profile_frame(out_frame, ProfileSpec.from_reference(out_frame, columns=out_kinds))
-    files[PROFILE_FILE] = canonical_json(
-        {"format": "parity.reference/1", "inputs": profile.to_dict(), "outputs": out_profile.to_dict()}
-    )
+    files[PROFILE_FILE] = profile_bytes(profile.to_dict(), out_profile.to_dict())
     files[SAMPLE_FILE] = _sample_frame(cases, expected)
 
     manifest: dict[str, Any] = {
@@ -387,7 +377,7 @@ def package(
         "training_data": _fingerprint(data),
         "environment": environment(model_packages(model)),
         "lineage": lineage(tags={str(k): str(v) for k, v in (tags or {}).items()}),
-        "files": {n: {"sha256": sha256_bytes(b), "size": len(b)} for n, b in sorted(files.items())},
+        "files": {n: file_entry(b) for n, b in sorted(files.items())},
     }
     validate_manifest(manifest)
     return Artifact(manifest, files, runtime)
@@ -405,37 +395,32 @@ def validate_manifest(manifest: Mapping[str, Any]) -> None:
         raise ArtifactError(f"manifest is invalid at {where}: {exc.message}") from exc
 
 
-def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Artifact:
-    """Read an artifact directory, verifying every file's sha256 before using it."""
+def load_artifact(
+    path: str | os.PathLike[str],
+    *,
+    trusted: bool = False,
+    digest: str | None = None,
+    scheme: int = DIGEST_SCHEME,
+    label: object = None,
+) -> Artifact:
+    """Read an artifact directory, hashing each file once; ``digest`` (a registered version's) is checked too."""
     root = Path(path)
-    manifest_path = root / MANIFEST
-    if not manifest_path.is_file():
-        raise ArtifactError(
-            f"{root} is not a parity artifact (no {MANIFEST}); pass an artifact directory or a registry ref"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read {manifest_path}: {exc}") from exc
+    manifest, files = read_dir(root, digest=digest, scheme=scheme, label=label)
+    artifact = artifact_from_files(manifest, files, trusted=trusted, where=root)
+    artifact.path = root
+    return artifact
+
+
+def artifact_from_files(
+    manifest: dict[str, Any], files: dict[str, bytes], *, trusted: bool = False, where: object = None
+) -> Artifact:
+    """Build an Artifact from a manifest and file contents already checked against it."""
+    where = where if where is not None else manifest.get("name")
     if manifest.get("format") != FORMAT:
         raise ArtifactError(
-            f"{root}: unsupported artifact format {manifest.get('format')!r}; this parity reads {FORMAT!r}"
+            f"{where}: unsupported artifact format {manifest.get('format')!r}; this parity reads {FORMAT!r}"
         )
     validate_manifest(manifest)
-    files: dict[str, bytes] = {}
-    for name, meta in manifest["files"].items():
-        file_path = root / name
-        if "/" in name or name.startswith("."):
-            raise IntegrityError(f"{root}: manifest lists a file outside the artifact: {name!r}")
-        if not file_path.is_file():
-            raise IntegrityError(f"{root}: file {name!r} listed in the manifest is missing")
-        data = file_path.read_bytes()
-        actual = sha256_bytes(data)
-        if actual != meta["sha256"]:
-            raise IntegrityError(
-                f"{root}: file {name!r} was modified: sha256 {actual} but the manifest records {meta['sha256']}"
-            )
-        files[name] = data
     signature = Signature.from_dict(manifest["signature"])
     runtime: Runtime
     if manifest["portable"]:
@@ -445,7 +430,7 @@ def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Art
         if not trusted:
             step = (manifest.get("blocked_by") or {}).get("step", "a step")
             raise UntrustedArtifactError(
-                f"{root}: artifact {manifest['name']!r} is not portable ({step} could not be exported) and holds "
+                f"{where}: artifact {manifest['name']!r} is not portable ({step} could not be exported) and holds "
                 f"{py_file}, which can run code when loaded. Load it with trusted=True (CLI: --trusted) only if you "
                 "trust its origin"
             )
@@ -453,6 +438,4 @@ def load_artifact(path: str | os.PathLike[str], *, trusted: bool = False) -> Art
         runtime = PythonRuntime(
             model, signature, OutputPlan.from_dict(manifest["postprocess"]), manifest["pandas_dtypes"]
         )
-    artifact = Artifact(manifest, files, runtime)
-    artifact.path = root
-    return artifact
+    return Artifact(manifest, files, runtime)

@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["environment", "lineage", "model_packages"]
 
 # Packages whose exact versions matter for reproducing or serving a model.
-_ALWAYS = ("parity", "numpy", "pandas", "scikit-learn", "onnx", "onnxruntime", "skl2onnx", "pyarrow")
+_ALWAYS = ("parity", "numpy", "pandas", "scikit-learn", "onnx", "onnxruntime", "pyarrow")
 _BY_MODULE = {"xgboost": ("xgboost", "xgboost-cpu"), "lightgbm": ("lightgbm",), "skops": ("skops",)}
 
 

@@ -82,14 +82,14 @@ def test_push_returns_version_with_all_fields(reg: Registry, tmp_path: Path) -> 
     with pytest.raises(AttributeError):
         v.version = 2  # type: ignore[misc]
     index = json.loads((v.path.parent.parent / "index.json").read_bytes())
-    assert index["versions"] == [{"version": 1, "digest": v.digest, "created": v.created}]
+    assert index["versions"] == [{"version": 1, "digest": v.digest, "digest_scheme": 2, "created": v.created}]
     assert index["aliases"] == {}
 
 
 def test_push_numbers_versions_and_deduplicates(reg: Registry, tmp_path: Path) -> None:
     a = make_artifact(tmp_path / "a", files={"m.bin": b"1"})
     b = make_artifact(tmp_path / "b", files={"m.bin": b"2"})
-    # Same files, other manifest metadata: same digest by definition.
+    # Same files, only a volatile field (created) differs: same digest by definition.
     a_again = make_artifact(tmp_path / "a2", files={"m.bin": b"1"}, created="2030-01-01")
 
     v1, v2, v1_again, v1_meta = reg.push(a), reg.push(b), reg.push(a), reg.push(a_again)
@@ -315,11 +315,13 @@ def test_verify_artifact_dir_returns_manifest(tmp_path: Path) -> None:
 
 def test_digest_definition() -> None:
     files = {"b": {"sha256": "2" * 64, "size": 2}, "a": {"sha256": "1" * 64, "size": 1, "note": "x"}}
-    expected = sha256_bytes(
-        canonical_json({"name": "m", "files": {"a": {"sha256": "1" * 64, "size": 1}, "b": files["b"]}})
-    )
-    assert artifact_digest({"name": "m", "files": files, "created": "now"}) == expected
-    assert artifact_digest({"name": "other", "files": files}) != expected
+    manifest = {"name": "m", "files": files, "metrics": {"auc": 0.9}}
+    expected = sha256_bytes(canonical_json(manifest))
+    # Every field but the volatile ones is covered, whatever the key order.
+    assert artifact_digest({**manifest, "created": "now"}) == expected
+    assert artifact_digest(dict(reversed(list(manifest.items())))) == expected
+    assert artifact_digest({**manifest, "name": "other"}) != expected
+    assert artifact_digest({**manifest, "metrics": {"auc": 0.99}}) != expected
 
 
 # --------------------------------------------------------------------------- references

@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from parity.cli._serve_cmds import register
 from parity.server import ServerConfig
-from parity.server.cli import register
 
 
 def test_register_adds_serve_command() -> None:

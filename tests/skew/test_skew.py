@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from parity.cli._skew_render import exit_code
 from parity.profile import Profile, ProfileSpec, profile_frame, profile_parquet
 from parity.skew import Reference, SkewDataError, skew_report, validate_report
 from parity.skew._data import open_source, profile_source
@@ -155,7 +156,7 @@ def test_empty_window_is_an_explicit_no_data_report(reference: Reference, tmp_pa
     report = skew_report(reference, tmp_path, since="2030-01-01", until="2030-01-02")
     assert report.status == "no_data" and report.data.rows == 0
     assert any("no data" in n for n in report.notes)
-    assert report.exit_code("alert") == 12 and report.exit_code(None) == 0
+    assert exit_code(report, "alert") == 12 and exit_code(report, None) == 0
     validate_report(report.to_dict())
 
 

@@ -34,6 +34,39 @@ to :data:`parity.cli._app.COMMAND_GROUPS`.
 
 from __future__ import annotations
 
-from parity.cli._app import app, main
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from parity.cli._app import app
 
 __all__ = ["app", "main"]
+
+# Distributions of the `cli` extra, by top-level module; click comes with typer.
+_CLI_MODULES = {"typer": "typer", "click": "typer", "rich": "rich"}
+
+
+def main() -> None:
+    """Run the ``parity`` command line (one clear line naming the extra when typer or rich is missing)."""
+    try:
+        from parity.cli._app import main as run
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in _CLI_MODULES:
+            raise
+        print(
+            f"error: the parity command line needs the 'cli' extra ({_CLI_MODULES[missing]} is not installed): "
+            "pip install 'parity[cli]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
+    run()
+
+
+def __getattr__(name: str) -> Any:
+    """Import the typer app on first use, so ``main`` can report a missing extra."""
+    if name == "app":
+        from parity.cli._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,7 @@ from parity.cli import _artifact_cmds, _compose_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for
 from parity.cli._render import error_line, warn
-from parity.server import cli as _serve_cli
+from parity.errors import MissingDependencyError
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]
 
@@ -98,11 +98,44 @@ def _global_options(
     _route_logs()
 
 
+# Top-level modules of the `serve` extra (distribution names where they differ).
+_SERVE_MODULES = {
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "orjson": "orjson",
+    "prometheus_client": "prometheus-client",
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+}
+
+
+def _register_serve(app: typer.Typer) -> None:
+    """Add ``parity serve``, or, without the `serve` extra, a stand-in that says which extra to install."""
+    try:
+        from parity.cli import _serve_cmds
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in _SERVE_MODULES:
+            raise
+        dist = _SERVE_MODULES[missing]
+
+        @app.command("serve", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        def serve_missing(ctx: typer.Context) -> None:
+            """Serve models over REST and gRPC (needs the 'serve' extra: pip install 'parity[serve]')."""
+            raise MissingDependencyError(
+                f"`parity serve` needs the 'serve' extra ({dist} is not installed): pip install 'parity[serve]'"
+            )
+
+        return
+    _serve_cmds.register(app)
+
+
 # One line per command module: each exposes register(app). Add e.g. _serve_cmds.register here.
 COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _artifact_cmds.register,
     _registry_cmds.register,
-    _serve_cli.register,
+    _register_serve,
     _skew_cmds.register,
     _compose_cmds.register,
 )

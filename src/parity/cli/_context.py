@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from parity._format import verify_dir
 from parity.artifact import Artifact
-from parity.registry import ModelVersion, Registry, parse_ref, verify_artifact_dir
+from parity.registry import ModelVersion, Registry, parse_ref
 
 __all__ = ["CliState", "ResolvedArtifact", "check_ref", "get_state", "load_verified", "resolve_verified"]
-
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -62,20 +60,13 @@ def resolve_verified(ref: str, registry: Registry) -> ResolvedArtifact:
     parsed = parse_ref(ref)
     if parsed.kind == "path":
         assert parsed.path is not None  # always set for path references
-        manifest = verify_artifact_dir(registry.path(parsed))
+        manifest = verify_dir(registry.path(parsed))
         return ResolvedArtifact(ref=ref, path=parsed.path, manifest=manifest)
-    version = registry.verify(parsed)
-    manifest = json.loads((version.path / MANIFEST).read_bytes())
+    version, manifest = registry.verified_manifest(parsed)
     return ResolvedArtifact(ref=ref, path=version.path, manifest=manifest, version=version, aliases=version.aliases)
 
 
 def load_verified(ref: str, registry: Registry, *, trusted: bool) -> Artifact:
-    """Load ``ref`` with every sha256 checked; a registry version is also checked against its recorded digest."""
+    """Load ``ref``, hashing each file once; a registry version is also checked against its recorded digest."""
     check_ref(ref)
-    parsed = parse_ref(ref)
-    if parsed.kind == "path":
-        return registry.load(parsed, trusted=trusted)  # load_artifact checks each file against the manifest
-    # Registry.load checks files against the manifest only; verify() also catches a manifest edited to match.
-    # Loading the verified version number (not the ref again) keeps a concurrent alias move from slipping in.
-    version = registry.verify(parsed)
-    return registry.load(f"{version.name}:{version.version}", trusted=trusted)
+    return registry.load(parse_ref(ref), trusted=trusted)

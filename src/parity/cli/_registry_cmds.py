@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from parity.cli._context import MANIFEST, check_ref, get_state
+from parity._format import read_manifest
+from parity.cli._context import check_ref, get_state
 from parity.cli._render import kv_table, manifest_summary, out, passed_text, print_json, table
 from parity.errors import NotFoundError
-from parity.registry import AliasChange, ModelVersion, verify_artifact_dir
+from parity.registry import AliasChange, ModelVersion
 
 __all__ = ["register", "registry_app"]
 
@@ -67,13 +67,13 @@ def push_cmd(
     if not path.exists():
         raise FileNotFoundError(f"no artifact directory {str(path)!r}: it does not exist")
     registry = get_state(ctx).registry()
-    manifest = verify_artifact_dir(path)
+    manifest = read_manifest(path)  # only the name: push() verifies every file
     try:
-        known = {v.digest for v in registry.versions(str(manifest.get("name")))}
+        known = {v.version for v in registry.versions(str(manifest.get("name")))}
     except NotFoundError:
         known = set()
     version = registry.push(path)
-    created = version.digest not in known
+    created = version.version not in known
     if alias is not None:
         registry.set_alias(version.name, alias, version.version)
         version = registry.get(f"{version.name}:{version.version}")  # refresh its aliases
@@ -117,7 +117,7 @@ def show_cmd(
     """Show one registered version: digest, aliases and a summary of its manifest."""
     check_ref(ref)
     version = get_state(ctx).registry().get(ref)
-    summary = manifest_summary(json.loads((version.path / MANIFEST).read_bytes()))
+    summary = manifest_summary(read_manifest(version.path))
     if json_out:
         print_json({**_version_dict(version), "manifest": summary})
         return

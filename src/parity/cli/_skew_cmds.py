@@ -10,7 +10,8 @@ import typer
 
 from parity.cli._context import get_state, load_verified
 from parity.cli._render import err, out
-from parity.skew import EXIT_ALERT, EXIT_NO_DATA, EXIT_WARN, Reference, render_report, skew_report, write_html
+from parity.cli._skew_render import EXIT_ALERT, EXIT_NO_DATA, EXIT_WARN, exit_code, render_report
+from parity.skew import Reference, skew_report, write_html
 
 __all__ = ["register", "skew_cmd"]
 
@@ -111,6 +112,6 @@ def skew_cmd(
         written = [str(p) for p in (html, None if to_stdout else json_path) if p is not None]
         if written:
             err.print(f"wrote {', '.join(written)}", highlight=False)
-    code = report.exit_code(fail_on)
+    code = exit_code(report, fail_on)
     if code:
         raise typer.Exit(code)

@@ -8,6 +8,8 @@ model = reg.load("churn@production")    # verified, then parity.artifact.load_ar
 
 from __future__ import annotations
 
+from parity._format import manifest_digest as artifact_digest
+from parity._format import verify_dir as verify_artifact_dir
 from parity.registry._refs import NAME_RULE, Ref, RefKind, parse_ref, validate_alias, validate_name
 from parity.registry._registry import (
     AliasChange,
@@ -15,9 +17,7 @@ from parity.registry._registry import (
     ModelVersion,
     Registry,
     SavableArtifact,
-    artifact_digest,
     default_root,
-    verify_artifact_dir,
 )
 from parity.registry._storage import LocalStorage, Storage
 

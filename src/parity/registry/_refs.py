@@ -14,16 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from parity._format import NAME_RULE, NAME_RULE_TEXT, validate_name
 from parity.errors import RegistryError
 
 __all__ = ["NAME_RULE", "Ref", "RefKind", "parse_ref", "validate_alias", "validate_name"]
 
-NAME_RULE = "[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-"""Regular expression every model name and alias must match in full."""
-
 _NAME_RE = re.compile(NAME_RULE)
 _VERSION_RE = re.compile("[0-9]+")  # ASCII only: str.isdigit() also accepts e.g. Arabic-Indic digits
-_RULE_TEXT = f"must match {NAME_RULE} (a letter or digit, then up to 127 letters, digits, '.', '_' or '-')"
 
 RefKind = Literal["latest", "version", "alias", "path"]
 
@@ -49,17 +46,10 @@ class Ref:
         return str(self.name)
 
 
-def validate_name(name: object) -> str:
-    """Return ``name`` if it is a valid model name, else raise :class:`RegistryError`."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise RegistryError(f"invalid model name {name!r}: model names {_RULE_TEXT}")
-    return name
-
-
 def validate_alias(alias: object) -> str:
     """Return ``alias`` if it is a valid alias, else raise :class:`RegistryError`."""
     if not isinstance(alias, str) or not _NAME_RE.fullmatch(alias):
-        raise RegistryError(f"invalid alias {alias!r}: aliases {_RULE_TEXT}, and must not be all digits")
+        raise RegistryError(f"invalid alias {alias!r}: aliases {NAME_RULE_TEXT}, and must not be all digits")
     if _VERSION_RE.fullmatch(alias):
         raise RegistryError(
             f"invalid alias {alias!r}: aliases must not be all digits (to select version {alias}, use name:{alias})"

@@ -3,7 +3,7 @@
 An artifact is a directory holding ``manifest.json`` (at least ``name`` and ``files``: every
 other file of the directory as ``{relative_posix_path: {"sha256": hex, "size": int}}``) plus
 those files. The registry stores each pushed artifact once per content digest (see
-:func:`artifact_digest`) and numbers versions 1, 2, 3... per model name.
+:func:`parity._format.manifest_digest`) and numbers versions 1, 2, 3... per model name.
 
 On-disk layout (keys of the :class:`~parity.registry.Storage`; for :class:`LocalStorage`
 under ``<root>/registry``)::
@@ -34,8 +34,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from parity._io import canonical_json, sha256_bytes, sha256_file
-from parity.errors import ArtifactError, IntegrityError, NotFoundError, RegistryError
+from parity._format import (
+    DIGEST_SCHEME,
+    LEGACY_DIGEST_SCHEME,
+    MANIFEST,
+    file_entries,
+    manifest_digest,
+    read_manifest,
+    verify_dir,
+)
+from parity._io import canonical_json
+from parity.errors import ArtifactError, NotFoundError, RegistryError
 from parity.registry._refs import Ref, parse_ref, validate_alias, validate_name
 from parity.registry._storage import LocalStorage, Storage
 
@@ -48,12 +57,9 @@ __all__ = [
     "ModelVersion",
     "Registry",
     "SavableArtifact",
-    "artifact_digest",
     "default_root",
-    "verify_artifact_dir",
 ]
 
-MANIFEST = "manifest.json"
 _INDEX_FORMAT = 1
 
 
@@ -77,13 +83,15 @@ class ModelVersion:
     name: str
     version: int
     digest: str
-    """:func:`artifact_digest` of the version's manifest."""
+    """:func:`parity._format.manifest_digest` of the version's manifest."""
     created: str
     """When the version was registered, ISO 8601 UTC."""
     path: Path
     """Local directory of the artifact (a cache for remote backends)."""
     aliases: tuple[str, ...] = ()
     """Aliases pointing at this version, sorted."""
+    digest_scheme: int = DIGEST_SCHEME
+    """How ``digest`` was computed (:data:`parity._format.DIGEST_SCHEME`; 1 for entries of older registries)."""
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}"
@@ -119,88 +127,6 @@ def default_root() -> Path:
     """Return ``$PARITY_HOME`` if set, else ``./.parity`` (absolute)."""
     env = os.environ.get("PARITY_HOME")
     return Path(env).expanduser().absolute() if env else Path(".parity").absolute()
-
-
-# --------------------------------------------------------------------------- artifact directories
-
-
-def _file_entries(manifest: Mapping[str, Any], where: object) -> dict[str, dict[str, Any]]:
-    files = manifest.get("files")
-    if not isinstance(files, Mapping):
-        raise ArtifactError(f"{where}: manifest 'files' must be a mapping of relative path -> {{sha256, size}}")
-    out: dict[str, dict[str, Any]] = {}
-    for rel, entry in files.items():
-        parts = str(rel).split("/")
-        # Paths come from an untrusted manifest: they must stay inside the artifact directory.
-        if (
-            not isinstance(rel, str)
-            or not rel
-            or rel.startswith("/")
-            or "\\" in rel
-            or any(p in ("", ".", "..") for p in parts)
-            or rel == MANIFEST
-        ):
-            raise ArtifactError(f"{where}: invalid file path {rel!r} in manifest (relative posix paths only)")
-        if (
-            not isinstance(entry, Mapping)
-            or not isinstance(entry.get("sha256"), str)
-            or not isinstance(entry.get("size"), int)
-            or isinstance(entry.get("size"), bool)
-        ):
-            raise ArtifactError(f"{where}: manifest entry of {rel!r} must be {{'sha256': hex, 'size': int}}")
-        out[rel] = {"sha256": entry["sha256"], "size": entry["size"]}
-    return out
-
-
-def artifact_digest(manifest: Mapping[str, Any]) -> str:
-    """Return the content digest of an artifact: sha256 of canonical JSON of its name and files.
-
-    Precisely ``sha256(canonical_json({"name": name, "files": {path: {"sha256": hex, "size": int}}}))``
-    with :func:`parity._io.canonical_json` (keys sorted, so file order does not matter). Other
-    manifest fields and other per-file keys are left out on purpose: the digest identifies the
-    bytes, so re-saving the same model with a new timestamp is still the same version.
-    """
-    name = manifest.get("name")
-    if not isinstance(name, str):
-        raise ArtifactError(f"manifest 'name' must be a string, got {name!r}")
-    files = _file_entries(manifest, "manifest")
-    return sha256_bytes(canonical_json({"name": name, "files": dict(sorted(files.items()))}))
-
-
-def _read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"{directory} is not an artifact directory: it has no {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
-    return manifest
-
-
-def verify_artifact_dir(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """Check every file of an artifact directory against its manifest; return the manifest."""
-    root = Path(directory)
-    manifest = _read_manifest(root)
-    files = _file_entries(manifest, root)
-    present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()}
-    present.discard(MANIFEST)
-    if extra := sorted(present - files.keys()):
-        raise IntegrityError(f"file(s) {', '.join(map(repr, extra))} in {root} not listed in {MANIFEST}")
-    for rel, entry in sorted(files.items()):
-        if rel not in present:
-            raise IntegrityError(f"file {rel!r} listed in {MANIFEST} is missing from {root}")
-        actual = sha256_file(root / rel)
-        if actual != entry["sha256"]:
-            raise IntegrityError(
-                f"file {rel!r} of {root} is corrupt: sha256 expected {entry['sha256']}, actual {actual}"
-            )
-        size = (root / rel).stat().st_size
-        if size != entry["size"]:
-            raise IntegrityError(f"file {rel!r} of {root}: size expected {entry['size']}, actual {size}")
-    return manifest
 
 
 # --------------------------------------------------------------------------- registry
@@ -271,6 +197,7 @@ class Registry:
             created=str(entry["created"]),
             path=self.storage.local_path(f"{self._model(name)}/versions/{n}"),
             aliases=aliases,
+            digest_scheme=int(entry.get("digest_scheme", LEGACY_DIGEST_SCHEME)),
         )
 
     # ------------------------------------------------------------------ push
@@ -290,15 +217,15 @@ class Registry:
             return self._push_dir(directory)
 
     def _push_dir(self, directory: Path) -> ModelVersion:
-        manifest = verify_artifact_dir(directory)
+        manifest = verify_dir(directory)
         name = validate_name(manifest.get("name"))
-        digest = artifact_digest(manifest)
+        digest = manifest_digest(manifest)
         # Fast path without the lock: re-pushing known content copies nothing.
         if (existing := self._find_digest(name, self._read_index(name), digest)) is not None:
             return existing
         staging = f"{self._model(name)}/.staging/{uuid.uuid4().hex}"
         try:
-            self.storage.put_dir(directory, staging, [MANIFEST, *sorted(_file_entries(manifest, directory))])
+            self.storage.put_dir(directory, staging, [MANIFEST, *sorted(file_entries(manifest, directory))])
             with self.storage.lock(name):
                 return self._commit(name, digest, staging)
         finally:
@@ -308,7 +235,7 @@ class Registry:
         if index is None:
             return None
         for entry in index["versions"]:
-            if entry["digest"] == digest:
+            if entry["digest"] == digest and entry.get("digest_scheme") == DIGEST_SCHEME:
                 return self._version(name, index, entry)
         return None
 
@@ -321,7 +248,7 @@ class Registry:
         on_disk = [int(v) for v in self.storage.list(f"{self._model(name)}/versions") if v.isdigit()]
         number = max([0, *on_disk, *(int(e["version"]) for e in index["versions"])]) + 1
         self.storage.move(staging, f"{self._model(name)}/versions/{number}")
-        entry = {"version": number, "digest": digest, "created": _now()}
+        entry = {"version": number, "digest": digest, "digest_scheme": DIGEST_SCHEME, "created": _now()}
         index["versions"].append(entry)
         self._write_index(name, index)
         return self._version(name, index, entry)
@@ -378,9 +305,9 @@ class Registry:
         raise NotFoundError(f"model {name!r} has no version {wanted}; versions: {_names(numbers)}")
 
     def _get_by_content(self, directory: Path) -> ModelVersion:
-        manifest = _read_manifest(directory)
+        manifest = read_manifest(directory)
         name = validate_name(manifest.get("name"))
-        digest = artifact_digest(manifest)
+        digest = manifest_digest(manifest)
         index = self._index(name)
         found = self._find_digest(name, index, digest)
         if found is None:
@@ -406,34 +333,32 @@ class Registry:
         return self.get(parsed).path
 
     def verify(self, ref: str | os.PathLike[str] | Ref) -> ModelVersion:
-        """Recompute the sha256 of every stored file of ``ref``; raise IntegrityError on any mismatch."""
+        """Recompute the sha256 of every stored file of ``ref`` and its digest; raise IntegrityError on a mismatch."""
+        return self.verified_manifest(ref)[0]
+
+    def verified_manifest(self, ref: str | os.PathLike[str] | Ref) -> tuple[ModelVersion, dict[str, Any]]:
+        """Verify ``ref`` like :meth:`verify` and return its version and manifest (the model is not loaded)."""
         parsed = ref if isinstance(ref, Ref) else parse_ref(ref)
         if parsed.kind == "path":
-            verify_artifact_dir(self._artifact_dir(parsed))
-            return self.get(parsed)
+            manifest = verify_dir(self._artifact_dir(parsed))
+            return self.get(parsed), manifest
         version = self.get(parsed)
-        manifest = verify_artifact_dir(version.path)
-        # The files match the manifest; the digest check catches a manifest edited to match them.
-        actual = artifact_digest(manifest)
-        if actual != version.digest:
-            raise IntegrityError(
-                f"{MANIFEST} of {version} was modified: digest expected {version.digest}, actual {actual}"
-            )
-        return version
+        # The files match the manifest; the digest catches a manifest edited to match them (or any claim in it).
+        return version, verify_dir(version.path, digest=version.digest, scheme=version.digest_scheme, label=version)
 
     def load(self, ref: str | os.PathLike[str] | Ref, *, trusted: bool = False) -> Artifact:
-        """Verify ``ref`` then load it with :func:`parity.artifact.load_artifact`."""
+        """Load ``ref``, hashing each file once and checking the digest recorded at push time."""
         # Lazy: the registry must not depend on the artifact module (heavy, and optional for storage).
         from parity.artifact import load_artifact
 
         parsed = ref if isinstance(ref, Ref) else parse_ref(ref)
         if parsed.kind == "path":
-            # load_artifact verifies every file's sha256 itself.
             return load_artifact(self._artifact_dir(parsed), trusted=trusted)
-        # verify() checks the stored files against the digest recorded at push time, which also
-        # catches a file edited together with its manifest entry; load_artifact re-checks sha256s.
-        version = self.verify(parsed)
-        artifact = load_artifact(version.path, trusted=trusted)
+        # One resolution: a concurrent alias move cannot change the version between check and load.
+        version = self.get(parsed)
+        artifact = load_artifact(
+            version.path, trusted=trusted, digest=version.digest, scheme=version.digest_scheme, label=version
+        )
         artifact.version = version.version
         return artifact
 

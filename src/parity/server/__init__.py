@@ -13,7 +13,8 @@ Modules, one job each::
     _logging     JSON logs with request ids
     _config      ServerConfig
     _app         create_app / serve (uvicorn, workers, gRPC hook, graceful shutdown)
-    cli          the typer ``serve`` command
+
+The typer ``serve`` command is ``parity.cli._serve_cmds`` (``python -m parity.server`` runs it).
 """
 
 from __future__ import annotations

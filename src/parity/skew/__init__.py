@@ -80,8 +80,8 @@ then by how far past its alert level the worst metric is. The report's severity 
 
 Report: :meth:`SkewReport.to_dict` follows ``report.schema.json`` (format ``parity.skew/1``, beside this
 module); :func:`render_html` writes one self-contained HTML page (inline CSS and SVG, no script or network);
-:func:`render_report` renders a rich table. CLI exit codes with ``--fail-on warn|alert``: 0 below the level,
-10 worst severity warn, 11 alert, 12 no serving row in the window (errors keep the CLI's codes 1-8).
+the terminal table and the ``--fail-on`` exit codes live in the CLI (``parity.cli._skew_render``, ``_skew_cmds``);
+:attr:`SkewReport.severity` and :attr:`SkewReport.status` are what they read.
 
 Scale: files (or the row groups of few files) are profiled in ``min(units, cores)`` spawned processes once
 the data has a million rows or more (a spawned worker costs ~1 s of imports). ``backend="dask"`` profiles one
@@ -107,11 +107,7 @@ from parity.skew._errors import SkewDataError, ThresholdsError
 from parity.skew._html import render_html, write_html
 from parity.skew._metrics import js_distance, js_divergence, linf, psi, psi_noise
 from parity.skew._reference import Reference
-from parity.skew._render import render_report
 from parity.skew._report import (
-    EXIT_ALERT,
-    EXIT_NO_DATA,
-    EXIT_WARN,
     REPORT_FORMAT,
     SCHEMA_PATH,
     ColumnStats,
@@ -133,9 +129,6 @@ from parity.skew._thresholds import DEFAULT_LEVELS, DEFAULT_MIN_ROWS, Level, Sev
 __all__ = [
     "DEFAULT_LEVELS",
     "DEFAULT_MIN_ROWS",
-    "EXIT_ALERT",
-    "EXIT_NO_DATA",
-    "EXIT_WARN",
     "REPORT_FORMAT",
     "SCHEMA_PATH",
     "SPARK_SCHEMA",
@@ -170,7 +163,6 @@ __all__ = [
     "psi",
     "psi_noise",
     "render_html",
-    "render_report",
     "skew_report",
     "spark_profile_udf",
     "validate_report",

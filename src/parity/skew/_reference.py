@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from parity._format import PROFILE_FILE, REFERENCE_FORMAT
 from parity.artifact import Artifact
 from parity.errors import ArtifactError, ProfileError
 from parity.lake import OUTPUT_PREFIX, lake_column_name
@@ -17,8 +18,6 @@ from parity.skew._data import Expected, TypeClass
 
 __all__ = ["REFERENCE_FORMAT", "Reference"]
 
-REFERENCE_FORMAT = "parity.reference/1"
-PROFILE_FILE = "profile.json"
 _CLASSES: dict[str, TypeClass] = {"numeric": "numeric", "categorical": "string", "boolean": "bool"}
 
 
@@ -41,10 +40,9 @@ class Reference:
     @classmethod
     def from_artifact(cls, artifact: Artifact) -> Reference:
         """Read ``profile.json`` of an artifact (``parity.reference/1``: inputs and outputs)."""
-        raw = artifact.file_bytes(PROFILE_FILE)
         try:
-            inputs, outputs = _parse(json.loads(raw))
-        except (ValueError, ProfileError) as e:
+            inputs, outputs = artifact.profile, artifact.output_profile
+        except ProfileError as e:
             raise ArtifactError(f"artifact {artifact.name!r}: {PROFILE_FILE} is unreadable: {e}") from e
         return cls(inputs, outputs, artifact.signature, artifact.name, artifact.version, artifact)
 

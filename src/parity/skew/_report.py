@@ -14,9 +14,6 @@ from parity.skew._data import SchemaProblem
 from parity.skew._thresholds import SEVERITIES, Severity, worst
 
 __all__ = [
-    "EXIT_ALERT",
-    "EXIT_NO_DATA",
-    "EXIT_WARN",
     "REPORT_FORMAT",
     "SCHEMA_PATH",
     "ColumnStats",
@@ -36,12 +33,6 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "parity.skew/1"
-EXIT_WARN = 10
-"""``--fail-on warn`` and the worst severity is warn."""
-EXIT_ALERT = 11
-"""``--fail-on warn|alert`` and the worst severity is alert."""
-EXIT_NO_DATA = 12
-"""``--fail-on`` given and no serving row fell in the window: nothing could be checked."""
 
 MetricStatus = Literal["judged", "insufficient", "not_judged", "unavailable"]
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -398,17 +389,6 @@ class SkewReport:
     def flagged(self, at_least: Severity = "warn") -> list[str]:
         """Names of the features at or above ``at_least``."""
         return [f.name for f in self.features if not f.ignored and _RANK[f.severity] >= _RANK[at_least]]
-
-    def exit_code(self, fail_on: Severity | None) -> int:
-        """Return the documented exit status for ``--fail-on`` (0 when it is not given)."""
-        if fail_on is None:
-            return 0
-        if self.status == "no_data":
-            return EXIT_NO_DATA
-        sev = self.severity
-        if _RANK[sev] < _RANK[fail_on]:
-            return 0
-        return EXIT_ALERT if sev == "alert" else EXIT_WARN
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form described by ``report.schema.json``."""

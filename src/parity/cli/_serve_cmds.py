@@ -1,15 +1,21 @@
-"""``parity serve``: the typer command function; the CLI app adds it with ``register(app)``."""
+"""``parity serve``: the typer command function; the CLI app adds it with ``register(app)``.
+
+``python -m parity.server`` runs it alone (:func:`main`). Importing this module imports the server
+package, so the CLI registers it only when the `serve` extra is installed.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
+from parity.errors import ParityError
 from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
 from parity.server._config import DEFAULT_LAKE, ServerConfig
 
-__all__ = ["register", "serve"]
+__all__ = ["main", "register", "serve"]
 
 
 def register(app: typer.Typer) -> None:
@@ -89,3 +95,14 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     run(config)
+
+
+def main() -> None:
+    """Run the ``serve`` command alone (a ParityError becomes one line on stderr and exit code 1)."""
+    try:
+        typer.run(serve)
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # uvicorn re-raises SIGINT once it has shut down gracefully
+        sys.exit(130)

@@ -1,4 +1,4 @@
-"""Rich terminal rendering of a skew report: a severity-colored summary table plus replay/join sections."""
+"""Terminal side of ``parity skew``: the rich table of a report and the ``--fail-on`` exit codes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from parity.skew._report import FeatureReport, Metric, SkewReport
+from parity.skew import FeatureReport, Metric, Severity, SkewReport
 
-__all__ = ["SEVERITY_STYLE", "render_report"]
+__all__ = ["EXIT_ALERT", "EXIT_NO_DATA", "EXIT_WARN", "SEVERITY_STYLE", "exit_code", "render_report"]
+
+EXIT_WARN = 10
+"""``--fail-on warn`` and the worst severity is warn."""
+EXIT_ALERT = 11
+"""``--fail-on warn|alert`` and the worst severity is alert."""
+EXIT_NO_DATA = 12
+"""``--fail-on`` given and no serving row fell in the window: nothing could be checked."""
+_RANK = {"ok": 0, "warn": 1, "alert": 2}
 
 SEVERITY_STYLE = {"ok": "green", "warn": "yellow", "alert": "bold red"}
 _COLUMNS = (
@@ -117,3 +125,14 @@ def render_report(report: SkewReport, *, limit: int | None = None) -> Renderable
     ):
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)
+
+
+def exit_code(report: SkewReport, fail_on: Severity | None) -> int:
+    """Return the documented exit status of ``parity skew --fail-on`` (0 when it is not given)."""
+    if fail_on is None:
+        return 0
+    if report.status == "no_data":
+        return EXIT_NO_DATA
+    if _RANK[report.severity] < _RANK[fail_on]:
+        return 0
+    return EXIT_ALERT if report.severity == "alert" else EXIT_WARN
