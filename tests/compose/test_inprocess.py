@@ -146,7 +146,7 @@ def test_shadow_is_logged_and_never_changes_the_response_or_waits_for_it(tmp_pat
 
 
 def test_a_slow_shadow_cannot_pile_up(tmp_path: Path) -> None:
-    comp, state = _shadow_comp(tmp_path, queue=2)
+    comp, _ = _shadow_comp(tmp_path, queue=2)
     runner = comp.runner()
 
     async def go() -> dict[str, int]:

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parity.codec import NUMPY_DTYPES
-from parity.errors import DownstreamError, DownstreamRejected, DownstreamTimeout, ParityError, SchemaError
+from parity.errors import (
+    DownstreamError,
+    DownstreamRejected,
+    DownstreamTimeout,
+    MissingDependencyError,
+    ParityError,
+    SchemaError,
+)
 from parity.schema import MISSING_STRING
 
 if TYPE_CHECKING:
@@ -141,7 +148,10 @@ class RestClient(Client):
 
     def _http(self) -> Any:
         if self._client is None:
-            import httpx
+            try:
+                import httpx
+            except ModuleNotFoundError as exc:
+                raise MissingDependencyError("REST downstreams need httpx: pip install 'parity[compose]'") from exc
 
             self._client = httpx.AsyncClient(
                 verify=self.verify,
