@@ -119,11 +119,12 @@ def build_rest_app(
                 if protected and token is not None:
                     _check_token(request, token)
                 if timed:
+                    limit_s = _caller_deadline(request, timeout)
                     try:
-                        async with asyncio.timeout(timeout):
+                        async with asyncio.timeout(limit_s):
                             response = await fn(request)
                     except TimeoutError:
-                        raise RequestTimeout(f"request not completed within {timeout:g} s") from None
+                        raise RequestTimeout(f"request not completed within {limit_s:g} s") from None
                 else:
                     response = await fn(request)
             except Exception as exc:
@@ -290,6 +291,18 @@ def build_rest_app(
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
     )
+
+
+def _caller_deadline(request: Request, timeout: float) -> float:
+    """The request timeout, shortened to the caller's remaining deadline (``x-parity-timeout-ms``) if sooner."""
+    # A composition sends what is left of its own deadline: work past it would be thrown away.
+    raw = request.headers.get("x-parity-timeout-ms")
+    if raw is None:
+        return timeout
+    try:
+        return min(timeout, max(0.001, int(raw) / 1000.0))
+    except ValueError:
+        return timeout
 
 
 def _check_token(request: Request, token: bytes) -> None:
