@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -342,6 +343,8 @@ class Composition:
             # A private loop kept across calls: clients and their pools live on it, and unlike
             # asyncio.run / asyncio.Runner it installs no signal handlers per call (~1 ms each).
             self._loop = asyncio.new_event_loop()
+            # Close it when the composition is collected (close() does it at once).
+            self._finalizer = weakref.finalize(self, self._loop.close)
         return self._loop
 
     def run(self, inputs: Any, models: Mapping[str, Any] | None = None, *, request_id: str | None = None) -> Decision:
