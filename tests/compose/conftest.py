@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -34,7 +35,8 @@ class Models:
     registry: Path
 
 
-def _spend(frame: pd.DataFrame) -> parity.Artifact:
+def spend_pipeline(frame: pd.DataFrame) -> Any:
+    """Ridge regression of a spend proxy on age and plan (imputer + one-hot)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import Ridge
@@ -53,7 +55,11 @@ def _spend(frame: pd.DataFrame) -> parity.Artifact:
             ),
         ]
     )
-    return parity.package(make_pipeline(pre, Ridge()).fit(x, y), x, name="spend")
+    return make_pipeline(pre, Ridge()).fit(x, y)
+
+
+def _spend(frame: pd.DataFrame) -> parity.Artifact:
+    return parity.package(spend_pipeline(frame), frame[["age", "plan"]], name="spend")
 
 
 @pytest.fixture(scope="session")

@@ -27,13 +27,14 @@ def build(
     churn_url: str, spend_url: str, *, threshold: float = 0.5, spend_fallback: bool = True, deadline_s: float = 2.0
 ) -> Composition:
     """The composition, with the spend model falling back to a constant when it fails."""
+    scale = deadline_s / 2.0  # per-call timeouts keep their share of the deadline
     comp = Composition("retention", inputs=INPUTS, outputs=OUTPUTS, version=1, deadline_s=deadline_s)
-    comp.model("churn", Remote(churn_url, "churn"), reads=["probability", "label"], timeout_s=1.0)
+    comp.model("churn", Remote(churn_url, "churn"), reads=["probability", "label"], timeout_s=1.0 * scale)
     comp.model(
         "spend",
         Remote(spend_url, "spend"),
         reads=["prediction"],
-        timeout_s=0.5,
+        timeout_s=0.5 * scale,
         retry=Retry(attempts=2, backoff_s=0.01),
         breaker_failures=3,
         breaker_reset_s=0.5,
@@ -48,4 +49,5 @@ composition = build(
     os.environ.get("TEST_SPEND_URL", "grpc://127.0.0.1:9"),
     threshold=float(os.environ.get("TEST_THRESHOLD", "0.5")),
     spend_fallback=os.environ.get("TEST_SPEND_FALLBACK", "1") == "1",
+    deadline_s=float(os.environ.get("TEST_DEADLINE_S", "2.0")),
 )

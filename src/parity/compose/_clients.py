@@ -31,6 +31,7 @@ from parity.errors import (
     ParityError,
     SchemaError,
 )
+from parity.proto import CONTENTS_FIELD
 from parity.schema import MISSING_STRING
 
 if TYPE_CHECKING:
@@ -128,8 +129,10 @@ class RestClient(Client):
         verify: bool | str = True,
         cert: str | tuple[str, str] | None = None,
         max_connections: int = 64,
+        parameters: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.parameters = dict(parameters) if parameters else None
         self.model = model
         self.version = version
         self.token = token
@@ -214,20 +217,24 @@ class RestClient(Client):
         inputs = []
         for name, values in columns.items():
             datatype = _datatype_of(values)
-            inputs.append(
-                {"name": name, "datatype": datatype, "shape": [len(values)], "data": _json_column(values, datatype)}
-            )
-        body = orjson.dumps({"id": request_id, "inputs": inputs}, option=orjson.OPT_SERIALIZE_NUMPY)
+            tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(values)]}
+            tensor["data"] = _json_column(values, datatype)
+            if datatype == "BYTES":
+                tensor["parameters"] = _TEXT  # UTF-8 text, not raw bytes (MLServer's codecs read this)
+            inputs.append(tensor)
+        request: dict[str, Any] = {"id": request_id, "inputs": inputs}
+        if self.parameters:
+            request["parameters"] = self.parameters
+        body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
         # The remaining deadline travels with the call, so a parity downstream can give up when the caller has.
         headers = {"x-request-id": request_id, "x-parity-timeout-ms": str(max(1, int(timeout * 1000)))}
         response = await self._request("POST", self._infer_url, timeout=timeout, content=body, headers=headers)
         payload = self._check(response)
         outputs = {}
-        for tensor in payload.get("outputs", ()):
-            name = tensor.get("name")
-            outputs[name] = _array(
-                _flat(tensor.get("shape"), tensor.get("data", [])), tensor.get("datatype"), name, self.label
-            )
+        for out in payload.get("outputs", ()):
+            name = str(out.get("name"))
+            data = _flat(out.get("shape"), out.get("data", []))
+            outputs[name] = _array(data, str(out.get("datatype")), name, self.label)
         return Reply(outputs, str(payload.get("model_version") or ""))
 
     async def aclose(self) -> None:
@@ -276,14 +283,7 @@ def _datatype_of(values: np.ndarray) -> str:
     return "BYTES"
 
 
-_CONTENTS = {
-    "FP64": "fp64_contents",
-    "FP32": "fp32_contents",
-    "INT64": "int64_contents",
-    "INT32": "int_contents",
-    "BOOL": "bool_contents",
-    "BYTES": "bytes_contents",
-}
+_TEXT = {"content_type": "str"}
 _RAW = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4", "BOOL": "?"}
 # gRPC codes that mean "the request was wrong" (the 4xx family); UNAVAILABLE is the retryable 503.
 _REJECTED = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "OUT_OF_RANGE", "RESOURCE_EXHAUSTED",
@@ -387,7 +387,7 @@ class GrpcClient(Client):
         for name, values in columns.items():
             datatype = _datatype_of(values)
             tensor = request.inputs.add(name=name, datatype=datatype, shape=[len(values)])
-            field = getattr(tensor.contents, _CONTENTS[datatype])
+            field = getattr(tensor.contents, CONTENTS_FIELD[datatype])
             if datatype == "BYTES":
                 field.extend(str(v).encode() for v in values.tolist())
             else:
@@ -398,7 +398,7 @@ class GrpcClient(Client):
             if reply.raw_output_contents:
                 outputs[tensor.name] = _from_raw(reply.raw_output_contents[i], tensor.datatype)
             else:
-                items = list(getattr(tensor.contents, _CONTENTS.get(tensor.datatype, "bytes_contents")))
+                items = list(getattr(tensor.contents, CONTENTS_FIELD.get(tensor.datatype, "bytes_contents")))
                 outputs[tensor.name] = _array(items, tensor.datatype, tensor.name, self.label)
         return Reply(outputs, reply.model_version)
 

@@ -40,6 +40,8 @@ class Remote:
     """TLS: True (system CAs), False (no verification), or a CA bundle path."""
     cert: str | tuple[str, str] | None = None
     """Client certificate (REST mutual TLS)."""
+    parameters: Mapping[str, Any] | None = None
+    """Request-level OIP parameters, e.g. ``{"content_type": "pd"}`` for MLServer's pandas codec (REST)."""
 
     def client(self) -> Client:
         """A client for this endpoint (connections open on first use)."""
@@ -53,7 +55,15 @@ class Remote:
             raise DeclarationError(
                 f"Remote url must start with http://, https://, grpc:// or grpcs://; got {self.url!r}", field="url"
             )
-        return RestClient(self.url, self.model, version=self.version, token=token, verify=self.verify, cert=self.cert)
+        return RestClient(
+            self.url,
+            self.model,
+            version=self.version,
+            token=token,
+            verify=self.verify,
+            cert=self.cert,
+            parameters=self.parameters,
+        )
 
     def __str__(self) -> str:
         return f"{self.model} at {self.url}"

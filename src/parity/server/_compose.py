@@ -224,12 +224,7 @@ class CompositionPlane(DataPlane):
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            status = status_for(exc)
-            code = status.grpc if protocol == "grpc" else str(status.http)
-            known = name == self.composition.name
-            self.metrics.record(
-                name if known else UNKNOWN_MODEL, label_version if known else "", protocol, code, None, ok=False
-            )
+            self.record_error(name, protocol, exc)
             raise
         ok_code = "OK" if protocol == "grpc" else "200"
         self.metrics.record(name, label_version, protocol, ok_code, time.perf_counter() - start, ok=True)
