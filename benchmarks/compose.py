@@ -369,7 +369,15 @@ def interop(
     )
     http, grpc_port, metrics = free_port(), free_port(), free_port()
     (tmp / "mlserver" / "settings.json").write_text(
-        json.dumps({"http_port": http, "grpc_port": grpc_port, "metrics_port": metrics, "host": "127.0.0.1"})
+        json.dumps(
+            {
+                "parallel_workers": 0,
+                "http_port": http,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics,
+                "host": "127.0.0.1",
+            }
+        )
     )
     ml = subprocess.Popen(
         pinned([str(ml_bin), "start", str(tmp / "mlserver")]),
