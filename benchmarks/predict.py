@@ -6,13 +6,23 @@ for 1 row and 10,000 rows, and the ratios the artifact issue sets as goals:
 1-row Artifact.predict >= 5x faster than sklearn and within 3x of raw onnxruntime;
 10,000 rows >= 2x faster than sklearn.
 
-Run: ``python benchmarks/predict.py [--repeat-seconds 2]``
+Also times ``Artifact.predict_columns`` on one row given as a dict of columns (plain Python lists,
+as decoded from JSON; no pandas), with its ratio to raw onnxruntime (goal <= 1.5x). With
+``--baseline-src DIR`` (e.g. a checkout of main's ``src``) the same model is packaged by that code
+in a subprocess and its 1-row ``Artifact.predict`` is timed in this run too, so a change to the
+exported graph shows as a ratio (goal: not slower than 1.05x).
+
+Run: ``python benchmarks/predict.py [--repeat-seconds 2] [--baseline-src ../main/src]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -73,11 +83,17 @@ def main() -> None:
     """Run the benchmark and print the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat-seconds", type=float, default=2.0)
+    parser.add_argument("--baseline-src", help="package the same model with this parity source tree too")
+    parser.add_argument("--save-to", help=argparse.SUPPRESS)  # used by the baseline subprocess
     args = parser.parse_args()
 
     frame, y = make_data(20_000)
     pipe = build(frame, y)
     art = parity.package(pipe, frame, name="bench")
+    if args.save_to:
+        art.save(args.save_to)
+        return
+    baseline = _baseline_artifact(args.baseline_src) if args.baseline_src else None
     sess = art.runtime.session  # type: ignore[attr-defined]
     outputs = art.signature.output_names
 
@@ -91,6 +107,11 @@ def main() -> None:
             "Artifact.predict": lambda b=batch: art.predict(b),
             "onnxruntime run (raw)": lambda f=feeds: sess.run(outputs, f),
         }
+        if rows == 1:
+            columns = {name: batch[name].tolist() for name in batch.columns}  # as decoded from JSON
+            cases["predict_columns (dict)"] = lambda c=columns: art.predict_columns(c)
+            if baseline is not None:
+                cases["Artifact.predict (baseline)"] = lambda b=batch: baseline.predict(b)
         for name, fn in cases.items():
             times = timeit(fn, args.repeat_seconds)
             p50 = statistics.median(times)
@@ -104,6 +125,19 @@ def main() -> None:
     print(f"1 row:      Artifact.predict is {sk1 / art1:.1f}x faster than sklearn (goal >= 5x)")
     print(f"1 row:      Artifact.predict is {art1 / ort1:.2f}x raw onnxruntime (goal <= 3x)")
     print(f"10000 rows: Artifact.predict is {sk10k / art10k:.1f}x faster than sklearn (goal >= 2x)")
+    cols1 = results[("predict_columns (dict)", 1)]
+    print(f"1 row:      predict_columns is {cols1 / ort1:.2f}x raw onnxruntime (goal <= 1.5x)")
+    if baseline is not None:
+        base1 = results[("Artifact.predict (baseline)", 1)]
+        print(f"1 row:      Artifact.predict is {art1 / base1:.3f}x the baseline source's (goal <= 1.05x)")
+
+
+def _baseline_artifact(src: str) -> Any:
+    """Package the benchmark model with another parity source tree (subprocess) and load it here."""
+    out = os.path.join(tempfile.mkdtemp(prefix="parity-bench-"), "baseline")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(src)}
+    subprocess.run([sys.executable, __file__, "--save-to", out], check=True, env=env)
+    return parity.load(out)
 
 
 if __name__ == "__main__":

@@ -255,10 +255,13 @@ def write_rest_bodies(paths: Paths, output: str) -> dict[int, Path]:
     return out
 
 
-def server_cmd(artifact: Path, port: str, grpc_port: str = "0", workers: int = 1) -> list[str]:
-    """parity's server command: lake off, gRPC off unless a port is given, everything else default."""
+def server_cmd(
+    artifact: Path, port: str, grpc_port: str = "0", workers: int = 1, lake: Path | None = None
+) -> list[str]:
+    """parity's server command: the lake on (as users run it) unless ``lake`` is None, gRPC off unless
+    a port is given, everything else default."""
     cmd = [sys.executable, "-m", "parity.server", str(artifact), "--port", port, "--grpc-port", grpc_port]
-    cmd += ["--lake", ""]
+    cmd += ["--lake", str(lake) if lake is not None else ""]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     return cmd
@@ -279,12 +282,18 @@ def write_spec(paths: Paths, artifact: Path, bodies: dict[int, Path]) -> Path:
         "ready_timeout_s": 120,
     }
     specs = [
-        {"name": "parity", "version": version, "port": 18090, "cmd": server_cmd(artifact, "{port}"), **common},
+        {
+            "name": "parity",
+            "version": version + ", lake on",
+            "port": 18090,
+            "cmd": server_cmd(artifact, "{port}", lake=paths.out / "lake"),
+            **common,
+        },
         {
             "name": "parity-workers2",
-            "version": version + ", --workers 2",
+            "version": version + ", --workers 2, lake on",
             "port": 18091,
-            "cmd": server_cmd(artifact, "{port}", workers=2),
+            "cmd": server_cmd(artifact, "{port}", workers=2, lake=paths.out / "lake"),
             **common,
         },
     ]
@@ -355,7 +364,7 @@ def pinned(cpus: set[int]) -> Iterator[None]:
 
 def http_request(payload: bytes) -> bytes:
     return (
-        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"POST /v2/models/{MODEL_NAME}/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     ).encode() + payload
 
@@ -428,7 +437,7 @@ async def measure_protocol(
 
     closers: list[Callable[[], Coroutine[Any, Any, Any]]] = []
     if protocol.startswith("rest"):
-        live = b"GET /v2/health/live HTTP/1.1\r\nHost: bench\r\n\r\n"
+        live = b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         request = live if protocol == "rest-live" else http_request(payload)
 
         async def make_worker() -> Callable[[], Coroutine[Any, Any, Any]]:
@@ -485,15 +494,16 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -
 
 
 def grpc_vs_rest(
-    paths: Paths, artifact: Path, output: str, seconds: float, warmup: float, repeats: int
+    paths: Paths, artifact: Path, output: str, seconds: float, warmup: float, repeats: int, lake_off: bool = False
 ) -> dict[str, Any]:
-    """REST and gRPC single-row on one parity process (CPU 1), closed-loop client on CPU 0."""
+    """REST and gRPC single-row on one parity process (CPU 1, lake on), closed-loop client on CPU 0."""
     import grpc
     import httpx
 
     expected = json.loads((paths.models / "expected.json").read_text())["p1_rows_1"]
     rest_port, grpc_port = free_port(), free_port()
-    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port))]
+    lake_dir = None if lake_off else paths.out / "lake-grpc-vs-rest"
+    cmd = ["taskset", "-c", "1", *server_cmd(artifact, str(rest_port), str(grpc_port), lake=lake_dir)]
     log_path = paths.out / "grpc_vs_rest_server.log"
     rest_body = (paths.payloads / "parity_1.json").read_bytes()
     grpc_body = grpc_request_bytes(paths, 1, output)
@@ -694,6 +704,10 @@ def main() -> None:
     parser.add_argument("--no-grpc", action="store_true", help="skip gRPC vs REST")
     parser.add_argument("--rebuild", action="store_true", help="re-package the parity artifact")
     parser.add_argument("--report-only", action="store_true", help="print the last results again")
+    parser.add_argument(
+        "--grpc-only", action="store_true", help="only gRPC vs REST on one process (needs only the core venv)"
+    )
+    parser.add_argument("--lake-off", action="store_true", help="gRPC vs REST with the lake off (default: on)")
     args = parser.parse_args()
     paths = Paths(BENCH_ROOT)
     paths.out.mkdir(parents=True, exist_ok=True)
@@ -708,6 +722,13 @@ def main() -> None:
     load: dict[str, str] = {"start": loadavg()}
     log(f"BENCH_ROOT={paths.root}; loadavg {load['start']}")
     copy_harness(PEERS_SRC, paths.harness)
+    if args.grpc_only:
+        artifact = package_parity(paths, args.rebuild)
+        output = probability_output(artifact)
+        write_rest_bodies(paths, output)
+        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs), args.lake_off)
+        print(json.dumps({"loadavg": [load["start"], loadavg()], **protocols["summary"]}, indent=1))
+        return
     ensure_built(paths)
     artifact = package_parity(paths, args.rebuild)
     output = probability_output(artifact)
@@ -726,7 +747,7 @@ def main() -> None:
         load["unpinned_end"] = loadavg()
     protocols = None
     if not args.no_grpc:
-        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs))
+        protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs), args.lake_off)
         load["grpc_end"] = loadavg()
     goals = report(paths, protocols)
     load["end"] = loadavg()

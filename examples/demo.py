@@ -26,7 +26,7 @@ import pandas as pd
 from parity.schema import MISSING_STRING
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "demo-out"
+OUT = Path(os.environ.get("PARITY_DEMO_OUT") or ROOT / "demo-out")  # the test suite runs it elsewhere
 BIN = Path(sys.executable).parent
 
 
@@ -258,7 +258,7 @@ def main() -> None:
         and composed["fallback"]
     ):
         raise SystemExit("demo found a mismatch")
-    print("\ndemo OK: artifact, registry and outputs are in demo-out/")
+    print(f"\ndemo OK: artifact, registry and outputs are in {OUT}/")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -66,3 +67,48 @@ def preprocessor(encoder: str = "onehot") -> ColumnTransformer:
 def pipeline(estimator: Any, encoder: str = "onehot") -> Pipeline:
     """The preprocessor followed by ``estimator``."""
     return Pipeline([("features", preprocessor(encoder)), ("model", estimator)])
+
+
+HOUSE_NUMERIC = ["area", "rooms", "year", "lot"]
+HOUSE_TEXT = ["hood", "style", "kitchen", "garage"]
+
+
+def read_as_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as pd.read_csv returns it after a round trip through a CSV file."""
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    buf.seek(0)
+    return pd.read_csv(buf)
+
+
+def house(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """House-price-like raw inputs read back from CSV (40 one-hot columns); price, binary and 3-class labels."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "area": rng.gamma(4.0, 400.0, n).round(0),
+            "rooms": rng.integers(1, 9, n).astype(float),
+            "year": rng.integers(1900, 2020, n),
+            "lot": rng.normal(8000, 3000, n).round(0).clip(500),
+            "hood": rng.choice([f"N{i:02d}" for i in range(25)], n),
+            "style": rng.choice(["1Story", "2Story", "SLvl", "1.5Fin", "Split", "Duplex"], n),
+            "kitchen": rng.choice(["Ex", "Gd", "TA", "Fa"], n),
+            "garage": rng.choice(["Attchd", "Detchd", "BuiltIn", "CarPort", "Basment"], n),
+        }
+    )
+    df.loc[rng.random(n) < 0.1, "lot"] = np.nan
+    df.loc[rng.random(n) < 0.1, "rooms"] = np.nan
+    df.loc[rng.random(n) < 0.15, "garage"] = np.nan
+    df.loc[rng.random(n) < 0.05, "kitchen"] = np.nan
+    price = (
+        50 * df["area"]
+        + 3000 * df["rooms"].fillna(3)
+        + 200 * (df["year"] - 1900)
+        + df["hood"].str[1:].astype(int) * 2000
+        + (df["kitchen"] == "Ex") * 15000
+        + rng.normal(0, 10000, n)
+    ).to_numpy()
+    # String labels whose order of appearance differs from their sorted order.
+    expensive = np.where(price > np.median(price), "yes", "no")
+    band = np.asarray(["mid", "low", "high"], dtype=object)[np.digitize(price, np.quantile(price, [0.33, 0.66]))]
+    return read_as_csv(df), price, expensive, band

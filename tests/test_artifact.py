@@ -187,3 +187,13 @@ def test_random_frames_agree_with_python(hgb: tuple[Any, parity.Artifact], data:
     got = art.predict(frame)["prediction"].to_numpy()
     want = model.predict(frame)
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["penguins\n", "penguins\r\n", "../penguins"])
+def test_manifest_names_must_match_the_whole_rule(saved: Path, name: str) -> None:
+    manifest_path = saved / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["name"] = name
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(parity.ArtifactError, match="name"):
+        parity.load(saved)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from parity.codec import encode_column, encode_columns, encode_frame
@@ -69,3 +70,124 @@ def test_length_mismatch_is_named() -> None:
     sig = Signature((NUM, INT))
     with pytest.raises(SchemaError, match="'n' has 1 values; expected 2"):
         encode_columns(sig, {"x": [1.0, 2.0], "n": [1]})
+
+
+# --- the non-nullable guard through Artifact.predict --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict_artifact() -> Any:
+    """A packaged model whose "charges" (FP64) and "plan" (BYTES) had no missing values in training."""
+    import parity
+    from tests.fixtures import pipeline, raw_frame, targets
+
+    data = raw_frame(300)
+    data["charges"] = data["charges"].fillna(70.0)
+    from sklearn.linear_model import LogisticRegression
+
+    model = pipeline(LogisticRegression(max_iter=500)).fit(data, targets(data, "binary"))
+    return parity.package(model, data, name="strict"), data
+
+
+def test_strict_signature_is_inferred(strict_artifact: Any) -> None:
+    art, _ = strict_artifact
+    spec = {c.name: c for c in art.signature.inputs}
+    assert spec["charges"].datatype == "FP64" and not spec["charges"].nullable
+    assert spec["tenure"].nullable and not spec["plan"].nullable and spec["region"].nullable
+
+
+@pytest.mark.parametrize("n", [1, 5, 100])  # one row, small and Arrow-sized frames
+@pytest.mark.parametrize("dtype", ["float64", "float32", "Float64"])
+def test_nan_in_a_non_nullable_float_column_is_a_schema_error(strict_artifact: Any, n: int, dtype: str) -> None:
+    art, data = strict_artifact
+    frame = data.head(n).reset_index(drop=True)
+    frame["charges"] = frame["charges"].astype(dtype)
+    frame.loc[n - 1, "charges"] = np.nan
+    with pytest.raises(SchemaError, match=rf"column 'charges' is not nullable .*received null at row {n - 1}") as info:
+        art.predict(frame)
+    assert info.value.column == "charges"
+    # The same rows as JSON-decoded lists (None for the missing number), as the server passes them.
+    records = frame.astype(object).where(frame.notna(), None)
+    with pytest.raises(SchemaError, match=rf"'charges' is not nullable.*row {n - 1}"):
+        art.predict_columns({c: records[c].tolist() for c in frame.columns})
+
+
+def test_nan_in_a_nullable_float_column_predicts(strict_artifact: Any) -> None:
+    art, data = strict_artifact
+    frame = data.head(100).reset_index(drop=True)
+    frame.loc[[0, 70], "tenure"] = np.nan
+    out = art.predict(frame)
+    assert len(out) == 100 and not out["probability"].isna().any()
+
+
+# --- the Arrow text path (>= 64 rows) -------------------------------------------------------------
+
+ARROW_N = 100
+
+
+def _text(n: int) -> list[Any]:
+    values: list[Any] = [("a", "b", "c")[i % 3] for i in range(n)]
+    values[3] = None
+    values[70 % n] = np.nan
+    return values
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda v: np.array(v, dtype=object),
+        lambda v: pd.Series(v, dtype=object).array,
+        lambda v: pd.array(v, dtype="string[python]"),
+        lambda v: pd.array(v, dtype="string[pyarrow]"),
+        lambda v: pa.chunked_array([pa.array(v[:50], from_pandas=True), pa.array(v[50:], from_pandas=True)]),
+    ],
+    ids=["object", "pandas-object", "string-python", "string-pyarrow", "arrow-chunked"],
+)
+def test_arrow_path_maps_nulls_to_the_marker_like_the_loop(make: Any) -> None:
+    values = _text(ARROW_N)
+    out = encode_column(TEXT, make(values))
+    assert out.dtype == object and len(out) == ARROW_N
+    assert out[3] == MISSING_STRING and out[70] == MISSING_STRING
+    assert [i for i, v in enumerate(out) if v == MISSING_STRING] == [3, 70]
+    small = encode_column(TEXT, np.array(values[:10], dtype=object))  # the loop path
+    assert list(out[:10]) == list(small)
+    assert all(type(v) is str for v in out)
+
+
+@pytest.mark.parametrize("missing", [None, np.nan, pd.NA])
+def test_arrow_path_names_the_null_row_of_a_non_nullable_text_column(missing: Any) -> None:
+    strict = ColumnSpec("s", "BYTES", nullable=False)
+    values: list[Any] = ["a"] * ARROW_N
+    values[81] = missing
+    with pytest.raises(SchemaError, match=r"'s' is not nullable.*received null at row 81") as info:
+        encode_column(strict, np.array(values, dtype=object))
+    assert info.value.column == "s"
+    with pytest.raises(SchemaError, match=r"row 81"):
+        encode_column(strict, pd.array(values, dtype="string[pyarrow]"))
+
+
+def test_arrow_path_falls_back_to_name_a_non_text_value() -> None:
+    values: list[Any] = ["a"] * ARROW_N
+    values[90] = 12
+    with pytest.raises(SchemaError, match=r"expects BYTES \(text\); received int 12 at row 90"):
+        encode_column(TEXT, np.array(values, dtype=object))
+
+
+def test_frame_of_arrow_size_with_category_and_string_dtypes_matches_small_frames() -> None:
+    sig = Signature((NUM, INT, TEXT, ColumnSpec("c", "BYTES", nullable=True)))
+    values = _text(ARROW_N)
+    frame = pd.DataFrame(
+        {
+            "x": pd.array([1.5, None] * (ARROW_N // 2), dtype="Float64"),
+            "n": np.arange(ARROW_N),
+            "s": pd.array(values, dtype="string"),
+            "c": pd.Series(values, dtype="category"),
+        }
+    )
+    big = encode_frame(sig, frame)
+    assert np.isnan(big["x"][1]) and big["x"][0] == 1.5
+    for name in ("s", "c"):
+        assert [i for i, v in enumerate(big[name]) if v == MISSING_STRING] == [3, 70]
+    small = encode_frame(sig, frame.head(10))
+    for name in ("x", "n", "s", "c"):
+        np.testing.assert_array_equal(big[name][:10], small[name])

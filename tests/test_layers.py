@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ CORE = [
     "parity.lake",
     "parity.env",
     "parity._format",
+    "parity.deploy",
+    "parity.batch",
 ]
 FORBIDDEN = [
     "starlette",
@@ -128,3 +131,28 @@ def test_heavy_stacks_stay_in_their_package() -> None:
             if homes is not None and rel.parts[0] not in homes:
                 wrong.append(f"{rel}: {name} belongs in parity/{' or '.join(homes)}/")
     assert wrong == []
+
+
+# The CLI speaks in flags; deploy/ and batch/ still do too (they generate CLI-shaped files; to convert).
+_FLAGS_ALLOWED = ("cli", "deploy", "batch")
+_FLAG = re.compile(r"(^|[\s(`'\"/])--[a-z][a-z-]+")
+
+
+def _raised_text(node: ast.Raise) -> str:
+    parts = []
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            parts.append(sub.value)
+    return " ".join(parts)
+
+
+def test_library_errors_name_parameters_not_cli_flags() -> None:
+    flagged = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] in _FLAGS_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and _FLAG.search(_raised_text(node)):
+                flagged.append(f"{rel}:{node.lineno}")
+    assert flagged == []

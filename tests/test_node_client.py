@@ -3,8 +3,9 @@
 Each test packages a small pipeline, replays the artifact's stored parity sample (training rows
 and edge cases: nulls, unseen and empty categories, extreme values) through
 ``node clients/node/bin/parity-node.js`` as JSON records, and compares with the Python model's
-outputs within the manifest tolerance (labels exactly). Skipped only when ``node`` is not on
-PATH; a missing ``clients/node/node_modules`` is installed here with ``npm ci``.
+outputs within the manifest tolerance (labels exactly). Without ``node`` on PATH these tests are
+skipped locally and fail under CI=true (tests/conftest.py); a missing ``clients/node/node_modules``
+is installed here with ``npm ci``.
 """
 
 from __future__ import annotations
@@ -267,3 +268,13 @@ def test_node_test_suite(binary_artifact: parity.Artifact, tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "# SKIP" not in proc.stdout, "the model tests were skipped"
+    assert "# fail 0" in proc.stdout and "# pass 0" not in proc.stdout
+
+
+def test_node_test_suite_fails_without_an_artifact() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PARITY_TEST_ARTIFACT"}
+    proc = subprocess.run(
+        [str(NODE), "--test", "test/client.test.js"], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode != 0
+    assert "set PARITY_TEST_ARTIFACT" in proc.stdout and "# fail 1" in proc.stdout

@@ -41,7 +41,8 @@ def test_core_dependencies_leave_out_the_serving_and_cli_stacks() -> None:
     assert {"typer", "rich"} <= _names(extras["cli"])
     assert {"starlette", "uvicorn", "grpcio", "grpcio-health-checking", "grpcio-reflection"} <= _names(extras["serve"])
     assert "parity[cli]" in extras["serve"]  # `parity serve` is a CLI command
-    assert any(r.startswith("parity[") and "serve" in r and "cli" in r for r in extras["test"])
+    assert any(r.startswith("parity[") and "serve" in r and "cli" in r and "s3" in r for r in extras["test"])
+    assert {"s3fs"} <= _names(extras["s3"])
 
 
 def _run(blocked: list[str], argv: list[str], body: str) -> subprocess.CompletedProcess[str]:

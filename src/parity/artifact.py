@@ -47,7 +47,6 @@ from parity.errors import (
     SchemaError,
     UntrustedArtifactError,
 )
-from parity.export import export_model
 from parity.model import check_model, model_classes, reference_outputs
 from parity.postprocess import OutputPlan, Postprocess, plan_outputs
 from parity.profile import ColumnKind, Profile, ProfileSpec, profile_frame
@@ -318,6 +317,8 @@ def package(
     blocked: dict[str, str] | None = None
     runtime: Runtime
     try:
+        from parity.export import export_model  # lazy: serving a portable artifact needs no sklearn/skl2onnx
+
         exported = export_model(model, signature, plan, feature_order)
         files[ONNX_FILE] = exported.model.SerializeToString()
         runtime = OnnxRuntime(files[ONNX_FILE], signature)
@@ -431,7 +432,7 @@ def artifact_from_files(
             step = (manifest.get("blocked_by") or {}).get("step", "a step")
             raise UntrustedArtifactError(
                 f"{where}: artifact {manifest['name']!r} is not portable ({step} could not be exported) and holds "
-                f"{py_file}, which can run code when loaded. Load it with trusted=True (CLI: --trusted) only if you "
+                f"{py_file}, which can run code when loaded. Load it with trusted=True only if you "
                 "trust its origin"
             )
         model = _deserialize_python(py_file, files[py_file])

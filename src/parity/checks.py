@@ -19,9 +19,9 @@ import pandas as pd
 
 from parity.codec import encode_frame
 from parity.errors import ParityMismatchError
-from parity.schema import Signature
+from parity.schema import ColumnSpec, Signature
 
-__all__ = ["ParityReport", "compare_outputs", "edge_cases", "run_parity_check"]
+__all__ = ["ParityReport", "compare_outputs", "edge_cases", "null_case", "null_column", "run_parity_check"]
 
 UNSEEN = "__parity_unseen__"
 MAX_THRESHOLD_VALUES = 4000  # per column: keeps the check fast on large forests
@@ -106,13 +106,13 @@ def edge_cases(
     """Generate the named edge-case frames from sample rows ``base``."""
     n = min(len(base), 16)
     cases: dict[str, pd.DataFrame] = {}
-    nullable = [c.name for c in signature.inputs if c.nullable]
-    for name in nullable:
-        cases[f"null:{name}"] = _set(base, n, name, None)
+    nullable = [c for c in signature.inputs if c.nullable]
+    for spec in nullable:
+        cases[f"null:{spec.name}"] = null_case(base, spec, n)
     if len(nullable) > 1:
         frame = base.iloc[:n].reset_index(drop=True).copy()
-        for name in nullable:
-            frame[name] = _nulls(frame[name])
+        for spec in nullable:
+            frame[spec.name] = null_column(frame[spec.name], spec)
         cases["null:all"] = frame
     for spec in signature.inputs:
         if spec.datatype == "BYTES":
@@ -133,22 +133,53 @@ def edge_cases(
     return cases
 
 
-def _nulls(col: pd.Series) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-        return pd.Series(np.full(len(col), np.nan), dtype=col.dtype if col.dtype.kind == "f" else "float64")
-    return pd.Series([None] * len(col), dtype=col.dtype)
+def null_column(col: pd.Series, spec: ColumnSpec) -> pd.Series:
+    """``col`` with every value missing, spelled as the training data spelled it (see ColumnSpec.missing)."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype) or spec.datatype == "BYTES":
+        marker = spec.missing_value
+        values = np.empty(len(col), dtype=object)
+        values[:] = [marker] * len(col)
+        return pd.Series(values, dtype=dtype, index=col.index)
+    if pd.api.types.is_extension_array_dtype(dtype):
+        return pd.Series(pd.NA, index=col.index, dtype=dtype)  # Int64, Float64, boolean: pd.NA
+    if pd.api.types.is_bool_dtype(dtype):
+        return pd.Series(np.full(len(col), np.nan), index=col.index)  # a bool column with nulls is 0/1/NaN
+    return pd.Series(np.full(len(col), np.nan), index=col.index, dtype=dtype if dtype.kind == "f" else "float64")
+
+
+def null_case(base: pd.DataFrame, spec: ColumnSpec, n: int = 16) -> pd.DataFrame:
+    """The first ``n`` rows of ``base`` with column ``spec.name`` missing."""
+    frame = base.iloc[: min(n, len(base))].reset_index(drop=True).copy()
+    frame[spec.name] = null_column(frame[spec.name], spec)
+    return frame
 
 
 def _set(base: pd.DataFrame, n: int, column: str, value: Any) -> pd.DataFrame:
     frame = base.iloc[:n].reset_index(drop=True).copy()
-    frame[column] = _nulls(frame[column]) if value is None else pd.Series([value] * n, dtype=frame[column].dtype)
+    dtype = frame[column].dtype
+    if isinstance(dtype, pd.CategoricalDtype) and value not in dtype.categories:
+        # A value outside the fitted categories must stay that value, not become NaN.
+        dtype = pd.CategoricalDtype([*dtype.categories, value], ordered=dtype.ordered)
+    frame[column] = pd.Series([value] * n, dtype=dtype)
     return frame
 
 
 def _set_many(base: pd.DataFrame, column: str, values: list[Any]) -> pd.DataFrame:
     frame = base.iloc[np.arange(len(values)) % len(base)].reset_index(drop=True).copy()
     dtype = frame[column].dtype
-    frame[column] = pd.Series(np.asarray(values).astype(dtype) if dtype.kind in "iuf" else values, dtype=dtype)
+    if pd.api.types.is_extension_array_dtype(dtype):
+        arr: Any = pd.array(np.asarray(values, dtype=np.float64))
+        try:
+            frame[column] = pd.Series(arr, dtype=dtype)
+        except (TypeError, ValueError):  # e.g. 0.5 into Int64: the spec is FP64 then, keep floats
+            frame[column] = pd.Series(np.asarray(values, dtype=np.float64))
+        return frame
+    arr = np.asarray(values)
+    if dtype.kind in "iu" and arr.dtype.kind == "f" and not np.array_equal(np.floor(arr), arr):
+        frame[column] = pd.Series(arr)  # a nullable integer column travels as FP64: keep the fractions
+        return frame
+    frame[column] = pd.Series(arr.astype(dtype) if dtype.kind in "iuf" else values, dtype=dtype)
     return frame
 
 
@@ -163,10 +194,12 @@ def compare_outputs(
         if exp.dtype.kind in "f" or act.dtype.kind == "f":
             e = exp.astype(np.float64)
             a = act.astype(np.float64)
-            both_nan = np.isnan(e) & np.isnan(a)
-            diff = np.where(both_nan, 0.0, np.abs(e - a))
-            diff = np.where(np.isnan(diff), np.inf, diff)
-            rel = diff / np.maximum(1.0, np.abs(e))
+            with np.errstate(invalid="ignore"):  # inf - inf and inf / inf: handled just below
+                same = (e == a) | (np.isnan(e) & np.isnan(a))
+                diff = np.where(same, 0.0, np.abs(e - a))
+                # A NaN or infinity on one side only is a mismatch, never a match (fmax ignores NaN).
+                diff = np.where(np.isnan(diff), np.inf, diff)
+                rel = np.where(np.isinf(diff), np.inf, diff / np.fmax(1.0, np.abs(e)))
             bad = rel > tolerance
             worst = int(np.argmax(rel)) if len(rel) else None
             result[name] = (float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), int(bad.sum()), worst)

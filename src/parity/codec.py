@@ -8,6 +8,7 @@ same :class:`~parity.errors.SchemaError` everywhere.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from parity.schema import MISSING_STRING, ColumnSpec, Signature
 __all__ = [
     "ARROW_TYPES",
     "NUMPY_DTYPES",
+    "OIP_DATATYPES",
+    "WIRE_DTYPES",
     "decode_outputs",
     "encode_column",
     "encode_columns",
@@ -29,15 +32,30 @@ __all__ = [
     "records_to_columns",
 ]
 
-NUMPY_DTYPES: dict[str, Any] = {
-    "FP64": np.float64,
-    "FP32": np.float32,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "BOOL": np.bool_,
-    "BYTES": object,
-}
 
+# Little-endian layout of every fixed-width Open Inference Protocol datatype on the wire (binary
+# tensors, gRPC raw contents); the signature datatypes above are a subset.
+WIRE_DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype("?"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+OIP_DATATYPES = frozenset([*WIRE_DTYPES, "BYTES", "BF16"])
+"""Every datatype name the Open Inference Protocol defines."""
+# The numpy dtype of each signature datatype in memory (BYTES: object arrays of str).
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    **{t: WIRE_DTYPES[t].newbyteorder("=") for t in ("FP64", "FP32", "INT64", "INT32", "BOOL")},
+    "BYTES": np.dtype(object),
+}
 
 # Arrow type of each signature datatype: Parquet/CSV files (lake, batch predict) use these.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -51,7 +69,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def _describe(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
+    # reprlib bounds depth and length: a 1,000-level nested list must not raise RecursionError.
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
@@ -371,7 +390,10 @@ def frame_from_columns(signature: Signature, columns: Mapping[str, np.ndarray]) 
     for spec in signature.inputs:
         arr = columns[spec.name]
         if spec.datatype == "BYTES":
-            arr = np.where(arr == MISSING_STRING, np.array(None, dtype=object), arr)
+            # A missing string becomes the training data's own marker, which the pipeline was fitted on.
+            missing = np.empty(1, dtype=object)
+            missing[0] = spec.missing_value
+            arr = np.where(arr == MISSING_STRING, missing, arr)
         data[spec.name] = arr
     return pd.DataFrame(data)
 

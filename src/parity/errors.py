@@ -17,6 +17,7 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
     ├── RegistryError               registry operation failed
     │   └── NotFoundError           unknown model, version or alias
     ├── ProfileError                a profile cannot be built, read or merged
+    ├── AddressInUse                a server cannot listen on its address (port taken)
     ├── MissingDependencyError      an optional extra is not installed
     └── CompositionError            a composition of model endpoints failed
         ├── DeclarationError        a composition's declaration does not match its downstreams
@@ -28,6 +29,7 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
 from __future__ import annotations
 
 __all__ = [
+    "AddressInUse",
     "ArtifactError",
     "CompositionError",
     "DeclarationError",
@@ -106,6 +108,10 @@ class ProfileError(ParityError):
 
 class MissingDependencyError(ParityError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class AddressInUse(ParityError, OSError):
+    """A server cannot listen on its address (port taken or address unavailable)."""
 
 
 class CompositionError(ParityError):

@@ -23,7 +23,7 @@ column                    Arrow type                   meaning
 ``ts``                    timestamp[us, tz=UTC]        when the prediction was returned
 ``model``                 string                       served model name
 ``model_version``         int64                        registry version (0 = unregistered)
-``request_id``            string                       X-Request-ID (or generated), per request
+``request_id``            dictionary<int32, string>    X-Request-ID (or generated), per request
 ``row``                   int32                        0-based position of the row in its request
 ``latency_ms``            float64                      server time of the whole request
 ``<input>``               signature type               one column per raw input, named as in the
@@ -58,6 +58,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.codec import ARROW_TYPES
+from parity.registry import validate_name
 from parity.schema import MISSING_STRING, Signature
 
 __all__ = ["LINEAGE_PREFIX", "META_COLUMNS", "OUTPUT_PREFIX", "LakeWriter", "lake_column_name", "read_lake"]
@@ -75,7 +76,7 @@ _META_SCHEMA = pa.schema(
         ("ts", pa.timestamp("us", tz="UTC")),
         ("model", pa.string()),
         ("model_version", pa.int64()),
-        ("request_id", pa.string()),
+        ("request_id", pa.dictionary(pa.int32(), pa.string())),
         ("row", pa.int32()),
         ("latency_ms", pa.float64()),
     ]
@@ -124,7 +125,11 @@ def _table(records: list[_Record]) -> pa.Table:
         "ts": pa.array(ts, type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         "model": pa.array([records[0].model] * total, type=pa.string()),
         "model_version": pa.array(np.full(total, records[0].version, dtype=np.int64)),
-        "request_id": pa.array(np.repeat(np.array([r.request_id for r in records], dtype=object), counts), pa.string()),
+        # Dictionary-encoded: one copy of each request's id, not one per row.
+        "request_id": pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(np.arange(len(records), dtype=np.int32), counts)),
+            pa.array([r.request_id for r in records], pa.string()),
+        ),
         "row": pa.array(np.concatenate([np.arange(n, dtype=np.int32) for n in counts])),
         "latency_ms": pa.array(np.repeat(np.array([r.latency_ms for r in records], dtype=np.float64), counts)),
     }
@@ -186,6 +191,7 @@ class LakeWriter:
         ts: float | None = None,
     ) -> bool:
         """Queue the rows of one request (typed input columns and outputs); False if dropped."""
+        validate_name(model)  # the name becomes a directory: "../x" must never leave the root
         first = next(iter(outputs.values()), None)
         rows = len(first) if first is not None else len(next(iter(inputs.values())))
         record = _Record(

@@ -8,6 +8,7 @@ boundary (``Artifact.predict``, the server) by :mod:`parity.codec`.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ import pandas as pd
 
 from parity.errors import SchemaError
 
+log = logging.getLogger("parity.schema")
+
 __all__ = [
     "DATATYPES",
     "MAX_CATEGORIES",
+    "MISSING_MARKERS",
     "MISSING_STRING",
     "ColumnSpec",
     "OutputSpec",
@@ -37,6 +41,14 @@ Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
 # while the empty string stays an ordinary value, as it is for scikit-learn.
 MISSING_STRING = "\ue000"
 
+# How a text column spells "missing" in the frame the pipeline was trained on: NaN (what
+# pd.read_csv and pandas 3's str dtype produce), None, or pd.NA (the nullable "string" dtype).
+# scikit-learn treats these differently (for SimpleImputer/OneHotEncoder None is a category and NaN
+# is missing), so each text column keeps the one marker its training data used; every missing form
+# received at prediction time (None, NaN, pd.NA, JSON null) travels as MISSING_STRING and means it.
+MissingMarker = Literal["NaN", "None", "NA"]
+MISSING_MARKERS: dict[str, Any] = {"NaN": np.nan, "None": None, "NA": pd.NA}
+
 # Categories beyond this many are not listed in the signature (the profile still counts them).
 MAX_CATEGORIES = 1000
 
@@ -52,6 +64,15 @@ class ColumnSpec:
     """Distinct training values of a BYTES column (None when there were more than MAX_CATEGORIES)."""
     minimum: float | None = None
     maximum: float | None = None
+    missing: MissingMarker | None = None
+    """BYTES columns: the training data's missing-value marker (see MISSING_MARKERS)."""
+
+    @property
+    def missing_value(self) -> Any:
+        """The Python object a missing value of this column is, as the pipeline saw it in training."""
+        if self.datatype == "BYTES":
+            return MISSING_MARKERS[self.missing or "NaN"]
+        return np.nan
 
     @property
     def kind(self) -> Literal["numeric", "categorical", "boolean"]:
@@ -69,6 +90,8 @@ class ColumnSpec:
             out["categories"] = list(self.categories)
         if self.minimum is not None:
             out["range"] = [self.minimum, self.maximum]
+        if self.missing is not None:
+            out["missing"] = self.missing
         return out
 
     @classmethod
@@ -83,6 +106,7 @@ class ColumnSpec:
             categories=tuple(cats) if cats is not None else None,
             minimum=None if rng is None else float(rng[0]),
             maximum=None if rng is None else float(rng[1]),
+            missing=d.get("missing"),
         )
 
 
@@ -157,6 +181,45 @@ def _is_text(values: np.ndarray) -> bool:
     return all(isinstance(v, str) for v in values)
 
 
+def _marker_of(value: Any) -> MissingMarker:
+    if value is None:
+        return "None"
+    if value is pd.NA:
+        return "NA"
+    return "NaN"
+
+
+def text_missing_marker(name: str, series: pd.Series) -> MissingMarker:
+    """The marker missing values of a text column carry; warns when training data mixes None and NaN."""
+    values = series.to_numpy(dtype=object)
+    nulls = values[pd.isna(values)]
+    if not len(nulls):
+        # No null in training: a later null arrives as pandas' own missing value for this dtype
+        # (NaN for object, category and pandas 3's str; pd.NA for the nullable "string" dtype).
+        na = getattr(series.dtype, "na_value", np.nan)
+        return "NA" if na is pd.NA else "NaN"
+    counts: dict[MissingMarker, int] = {}
+    for value in nulls:
+        marker = _marker_of(value)
+        counts[marker] = counts.get(marker, 0) + 1
+    marker = max(counts, key=lambda m: counts[m])
+    if len(counts) > 1:
+        spelled = ", ".join(f"{n} x {m}" for m, n in sorted(counts.items()))
+        log.warning(
+            "column %r marks missing text in more than one way (%s); scikit-learn treats None as a category "
+            "and NaN as missing, so the trained pipeline saw two different values. parity treats every missing "
+            "value of this column as %s (the most frequent). Normalise before fitting, e.g. "
+            "df[%r] = df[%r].where(df[%r].notna(), np.nan)",
+            name,
+            spelled,
+            marker,
+            name,
+            name,
+            name,
+        )
+    return marker
+
+
 def _column_spec(name: str, series: pd.Series) -> ColumnSpec:
     dtype = series.dtype
     nulls = int(series.isna().sum())
@@ -189,7 +252,7 @@ def _column_spec(name: str, series: pd.Series) -> ColumnSpec:
             )
         distinct = sorted(set(present.tolist()))
         cats = tuple(distinct) if len(distinct) <= MAX_CATEGORIES else None
-        return ColumnSpec(name, "BYTES", nullable, categories=cats)
+        return ColumnSpec(name, "BYTES", nullable, categories=cats, missing=text_missing_marker(name, series))
     raise SchemaError(
         f"column {name!r} has dtype {dtype}, which parity cannot carry; "
         "convert it to numbers, bools or strings (e.g. dates to timestamps) before packaging",

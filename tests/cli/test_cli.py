@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -407,10 +408,55 @@ def test_registry_tampered_version_exits_6(artifact_dir: Path, tmp_path: Path) -
 
 # --------------------------------------------------------------------------- real processes
 
+# Every command group of the real app, and the subcommands of each group.
+COMMANDS = {"inspect", "verify", "predict", "registry", "serve", "skew"}
+REGISTRY_COMMANDS = {"push", "list", "show", "versions", "alias", "history"}
+
+
+def _parity_command() -> list[str]:
+    script = Path(sys.executable).parent / "parity"
+    assert script.exists(), f"the console script is not installed next to {sys.executable}: pip install -e ."
+    return [str(script)]
+
+
+def _listed_commands(help_text: str) -> set[str]:
+    """Command names in a typer help page's "Commands" panel."""
+    names, inside = set(), False
+    for line in help_text.splitlines():
+        if "Commands" in line and line.lstrip().startswith(("╭", "+", "Commands")):
+            inside = True
+            continue
+        if inside and line.lstrip().startswith(("╰", "+")):
+            inside = False
+        if inside:
+            word = line.strip("│| ").split(" ", 1)[0]
+            if word:
+                names.add(word)
+    return names
+
+
+def test_installed_command_exposes_every_command_group() -> None:
+    env = {**os.environ, "COLUMNS": "200", "TERM": "dumb"}
+    top = subprocess.run([*_parity_command(), "--help"], capture_output=True, text=True, timeout=120, env=env)
+    assert top.returncode == 0, top.stderr
+    assert _listed_commands(top.stdout) >= COMMANDS, top.stdout
+    for command in sorted(COMMANDS):
+        sub = subprocess.run([*_parity_command(), command, "--help"], capture_output=True, text=True, env=env)
+        assert sub.returncode == 0 and "Usage: parity " + command in sub.stdout, (command, sub.stdout, sub.stderr)
+    reg = subprocess.run([*_parity_command(), "registry", "--help"], capture_output=True, text=True, env=env)
+    assert _listed_commands(reg.stdout) >= REGISTRY_COMMANDS, reg.stdout
+
+
+def test_real_app_object_registers_every_group() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert set(group.commands) >= COMMANDS  # type: ignore[attr-defined]
+    assert set(group.commands["registry"].commands) >= REGISTRY_COMMANDS  # type: ignore[attr-defined]
+
 
 def test_console_script_and_module(artifact_dir: Path, tmp_path: Path) -> None:
-    script = Path(sys.executable).parent / "parity"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "parity.cli"]
+    command = _parity_command()
     ok = subprocess.run([*command, "inspect", str(artifact_dir), "--json"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["manifest"]["name"] == "clitest"

@@ -300,7 +300,6 @@ def _unsupported() -> dict[str, Callable[[], Any]]:
     Xb, yb = _data("binary", False)
     Xr, yr = _data("regression", False)
     return {
-        "hgb_categorical": lambda: HistGradientBoostingClassifier(categorical_features=[0], max_iter=5).fit(Xc, yc),
         "lgbm_categorical": lambda: lgb.LGBMClassifier(n_estimators=5, verbose=-1, min_child_samples=5).fit(
             Xc, yc, categorical_feature=[0]
         ),
@@ -318,6 +317,23 @@ def _unsupported() -> dict[str, Callable[[], Any]]:
         "gb_custom_init": lambda: GradientBoostingRegressor(init=LinearRegression(), n_estimators=5).fit(Xr, yr),
         "unfitted_forest": lambda: RandomForestClassifier(),
     }
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_hgb_native_categorical_splits_are_exact(task: str) -> None:
+    """Bitset splits: known codes left/right, NaN, negative, unseen and non-integer codes as missing."""
+    X, yc = _categorical_data()
+    X[np.random.default_rng(3).random(N_ROWS) < 0.1, 0] = np.nan
+    cls = HistGradientBoostingClassifier if task == "binary" else HistGradientBoostingRegressor
+    est = cls(categorical_features=[0, 4], max_iter=8, max_depth=4, random_state=0)
+    est.fit(X, yc if task == "binary" else yc + X[:, 1])
+    assert any(p.nodes["is_categorical"].any() for it in est._predictors for p in it)
+    _, sess = _export(est)
+    rows = np.concatenate([X, X[:12].copy()])
+    rows[-12:, 0] = [np.nan, -1.0, 6.0, 7.0, 255.0, 300.0, 0.5, 2.0, 3.0, 1e9, -0.0, 5.0]
+    got = sess.run(None, {"X": rows})[0]
+    want = est.predict_proba(rows) if task == "binary" else est.predict(rows).reshape(-1, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("case", list(_unsupported()))

@@ -159,12 +159,14 @@ def test_push_rejects_escaping_paths_and_bad_names(reg: Registry, tmp_path: Path
         reg.push(make_artifact(tmp_path / "n", name="bad name"))
 
 
-def test_stale_version_folder_is_skipped(reg: Registry, tmp_path: Path) -> None:
-    # A crash between the rename and the index write leaves versions/2 without an index entry.
+def test_orphan_version_folder_is_replaced(reg: Registry, tmp_path: Path) -> None:
+    # A crash between the rename and the index write leaves versions/2 without an index entry: debris.
     v1 = reg.push(make_artifact(tmp_path / "a", files={"m": b"1"}))
     (v1.path.parent / "2").mkdir()
+    (v1.path.parent / "2" / "junk").write_bytes(b"x")
     v = reg.push(make_artifact(tmp_path / "b", files={"m": b"2"}))
-    assert v.version == 3
+    assert v.version == 2 and not (v.path / "junk").exists()
+    reg.verify("churn:2")
 
 
 # --------------------------------------------------------------------------- read

@@ -41,6 +41,8 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
         assert list(result.outputs) == ["label", "probability"]
         assert result.outputs["label"].dtype == object and result.outputs["probability"].dtype == np.float64
         assert result.outputs["label"].tolist() == want["label"].tolist()
+        np.testing.assert_allclose(result.outputs["probability"], want["probability"].to_numpy(), rtol=1e-12, atol=0)
+        assert np.ptp(result.outputs["probability"]) > 0  # four different answers, not one constant
         assert result.datatypes == {"label": "BYTES", "probability": "FP64"}
         with pytest.raises(SchemaError, match="unknown input 'zip'") as info:
             await dp.infer("churn", "1", {**columns, "zip": [1, 2, 3, 4]}, request_id="r2", protocol="grpc")
@@ -70,3 +72,30 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
     assert 'parity_request_errors_total{model="churn",protocol="grpc",status="INVALID_ARGUMENT",version="1"}' in text
     assert 'parity_request_errors_total{model="_unknown",protocol="rest",status="404",version=""} 1.0' in text
     assert 'parity_request_errors_total{model="churn",protocol="rest",status="404",version=""} 2.0' in text
+
+
+def test_repository_slots_are_matched_on_the_ref_and_capped(
+    model_env: ModelEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.server import _errors, _repository
+
+    registry = Registry(model_env.registry_root)
+    for i in range(3):
+        registry.set_alias("churn", f"a{i}", 1)
+    monkeypatch.setattr(_repository, "MAX_SLOTS", 3)
+    dp = DataPlane(["churn@production"], registry=registry, max_batch_size=1)
+
+    async def main() -> None:
+        await dp.start()
+        try:
+            for _ in range(5):
+                await dp.load("churn:1")  # the same ref, however often: one slot
+            assert len(dp.repository_index()) == 2
+            await dp.load("churn@a0")
+            with pytest.raises(_errors.LimitExceeded, match="limit is 3"):
+                await dp.load("churn@a1")
+            assert len(dp.repository_index()) == 3
+        finally:
+            await dp.stop()
+
+    asyncio.run(main())

@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from parity.lake import read_lake
 from parity.schema import MISSING_STRING, Signature
 from parity.server._grpc_codec import decode_infer_request
 from parity.server.proto import open_inference_grpc_pb2 as pb
@@ -38,9 +39,13 @@ class GrpcServer(ServerProcess):
         args = [str(ref), "--lake", "none", "--reload-interval", "0", *extra]
         if tls is not None:
             args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
-        super().__init__(args, log_path, grpc=True)
-        self.address = f"127.0.0.1:{self.grpc_port}"
         self.tls = tls
+        super().__init__(args, log_path, grpc=True)
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC server (the port changes if a bind conflict forced a restart)."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     def channel(self) -> grpc.Channel:
         """A channel to the gRPC port (TLS-verified against the test certificate when TLS is on)."""
@@ -49,24 +54,14 @@ class GrpcServer(ServerProcess):
         creds = grpc.ssl_channel_credentials(root_certificates=self.tls[0].read_bytes())
         return grpc.secure_channel(self.address, creds, options=[("grpc.ssl_target_name_override", "localhost")])
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll the gRPC health service until SERVING (fail with the log if the process dies)."""
-        deadline = time.monotonic() + timeout
+    def probe(self) -> bool:
+        """Ready when the gRPC health service says SERVING."""
         with self.channel() as ch:
-            health = health_pb2_grpc.HealthStub(ch)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-                try:
-                    if (
-                        health.Check(health_pb2.HealthCheckRequest(), timeout=1).status
-                        == health_pb2.HealthCheckResponse.SERVING
-                    ):
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout}s:\n{self.log()}")
+            try:
+                status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1).status
+            except grpc.RpcError:
+                return False
+        return bool(status == health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self) -> int:
         """SIGTERM, wait, return the exit code."""
@@ -433,3 +428,83 @@ def test_decode_keeps_missing_values(model_env: ModelEnv) -> None:
         np.testing.assert_array_equal(decoded.columns["age"], rows["age"].to_numpy())  # NaN stays NaN
         assert list(decoded.columns["plan"]) == list(column(rows, "plan"))
         assert MISSING_STRING in list(decoded.columns["plan"])
+
+
+# ---------------------------------------------------------------------------------------- hostile clients
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """The process's resident-set high-water mark (VmHWM) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM in /proc/PID/status")
+
+
+def test_a_megabyte_id_is_capped_everywhere(model_env: ModelEnv, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    args = ["--max-request-bytes", str(4 * 1024 * 1024), "--lake", str(lake)]
+    server = GrpcServer(model_env.artifact_dir, tmp_path / "server.log", *args)
+    try:
+        server.wait_ready()
+        rows = model_env.frame.head(300)
+        with server.channel() as ch:
+            stub = pb_grpc.GRPCInferenceServiceStub(ch)
+            stub.ModelInfer(raw_request(rows), timeout=10)  # warm up before the baseline
+            before = _peak_rss_kb(server.proc.pid)
+            for i in range(4):
+                req = raw_request(rows)
+                req.id = str(i) * 1_000_000
+                response, call = stub.ModelInfer.with_call(req, timeout=10)
+                assert response.id == str(i) * 128
+                assert dict(call.trailing_metadata())["x-request-id"] == str(i) * 128
+            # An id in metadata (grpc itself refuses metadata above 8-16 KiB) is cut the same way.
+            response, call = stub.ModelInfer.with_call(
+                raw_request(rows.head(1)), metadata=(("x-request-id", "m" * 5_000),), timeout=10
+            )
+            assert dict(call.trailing_metadata())["x-request-id"] == "m" * 128
+            time.sleep(2.5)  # one lake flush (every 2 s) of the rows above
+            grown = _peak_rss_kb(server.proc.pid) - before
+    finally:
+        assert server.stop() == 0, server.log()  # flushes the lake
+    ids = read_lake(lake)["request_id"].to_pylist()
+    assert len(ids) == 5 * 300 + 1 and max(map(len, ids)) <= 128
+    # main kept every 1 MB id and the lake expanded it per row (300 MB per request).
+    assert grown < 40 * 1024, f"peak RSS grew by {grown} KiB"
+
+
+def test_a_huge_model_name_is_not_echoed(stub: Any) -> None:
+    req = typed_request(pd.DataFrame({"age": [1.0], "income": [2.0], "plan": ["pro"]}))
+    req.model_name = "m" * 100_000
+    err = rpc_error(stub.ModelInfer, req)
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert len(err.details()) < 1000
+    err = rpc_error(stub.ModelMetadata, pb.ModelMetadataRequest(name="m" * 100_000))
+    assert len(err.details()) < 1000
+
+
+def test_health_watch_is_bounded_per_peer_and_spares_the_rpc_limit(model_env: ModelEnv, tmp_path: Path) -> None:
+    from parity.server import _grpc
+
+    per_peer = getattr(_grpc, "MAX_WATCHES_PER_PEER", 4)
+    server = GrpcServer(model_env.artifact_dir, tmp_path / "server.log", "--limit-concurrency", "2")
+    try:
+        server.wait_ready()
+        with server.channel() as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=20) for _ in range(per_peer)]
+            for w in watches:
+                assert next(w).status == health_pb2.HealthCheckResponse.SERVING
+            extra = health.Watch(health_pb2.HealthCheckRequest(), timeout=20)
+            with pytest.raises(grpc.RpcError) as info:
+                next(extra)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # Four open streams, a limit of 2: the inference service still answers (main: RESOURCE_EXHAUSTED).
+            stub = pb_grpc.GRPCInferenceServiceStub(ch)
+            assert stub.ServerLive(pb.ServerLiveRequest(), timeout=5).live
+            rows = model_env.frame.head(3)
+            assert len(stub.ModelInfer(raw_request(rows), timeout=5).outputs) == 2
+            for w in watches:
+                w.cancel()
+    finally:
+        assert server.stop() == 0, server.log()

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from parity.errors import ParityError
 from parity.lake import LakeWriter, read_lake
 from parity.schema import MISSING_STRING, ColumnSpec, OutputSpec, Signature
 
@@ -112,3 +113,33 @@ def test_background_flush_and_filters(tmp_path: Path) -> None:
     assert read_lake(tmp_path, since=since).column("model_version").to_pylist() == [2, 2]
     assert read_lake(tmp_path, until=since.replace(tzinfo=None)).column("model_version").to_pylist() == [1, 1]
     assert len({p.parent.name for p in tmp_path.rglob("part-*.parquet")}) == 2  # two date partitions
+
+
+@pytest.mark.parametrize("model", ["../../x", "a/b", "..", "", "penguins\n"])
+def test_model_names_cannot_leave_the_root(tmp_path: Path, model: str) -> None:
+    root = tmp_path / "deep" / "lake"
+    writer = LakeWriter(root, flush_interval_s=60)
+    inputs, outputs = _request(2)
+    try:
+        with pytest.raises(ParityError, match="must match"):
+            writer.write(
+                model=model, version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0
+            )
+    finally:
+        writer.close()
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_request_ids_are_dictionary_encoded(tmp_path: Path) -> None:
+    writer = LakeWriter(tmp_path, flush_interval_s=60)
+    for i in range(3):
+        inputs, outputs = _request(100)
+        writer.write(
+            model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id=f"id{i}", latency_ms=1.0
+        )
+    writer.close()
+    table = read_lake(tmp_path)
+    column = table["request_id"]
+    assert pa.types.is_dictionary(column.type)
+    assert sorted(column.to_pylist()) == ["id0"] * 100 + ["id1"] * 100 + ["id2"] * 100
+    assert sum(len(chunk.dictionary) for chunk in column.chunks) == 3  # one copy per request, not per row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import shutil
 import ssl
 import subprocess
@@ -19,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 import tritonclient.http as triton
 
-import parity
 from parity._io import sha256_bytes
 from parity.artifact import SAMPLE_FILE, Artifact
 from parity.lake import read_lake
@@ -58,9 +58,11 @@ def test_token_and_repository_extension(start_server: type[ServerProcess], model
             tc.unload_model("churn", headers=auth)
             assert c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers=auth).status_code == 404
             assert "unloaded" in c.get("/v2/models/churn", headers=auth).json()["error"]
-            assert c.get("/v2/health/ready").status_code == 200  # an unloaded model does not make the server unready
+            # With its only model unloaded the server serves nothing: not ready (a load balancer must skip it).
+            assert c.get("/v2/health/ready").status_code == 503
             tc.load_model("churn", headers=auth)
             assert tc.is_model_ready("churn", headers=auth)
+            assert c.get("/v2/health/ready").status_code == 200
         finally:
             tc.close()
         assert c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers=auth).status_code == 200
@@ -169,7 +171,7 @@ def test_hot_reload_swaps_without_failures_and_refuses_a_bad_version(
     thread = threading.Thread(target=client_loop)
     thread.start()
     try:
-        time.sleep(0.2)
+        _wait(lambda: len(seen) >= 3, "requests answered by version 1")
         registry.set_alias("churn", "production", registry.push(v2).version)
         _wait(lambda: seen and seen[-1][0] == "2", "version 2 to be served")
         registry.set_alias("churn", "production", registry.push(bad).version)
@@ -179,7 +181,8 @@ def test_hot_reload_swaps_without_failures_and_refuses_a_bad_version(
             metrics = c.get("/metrics").text
             index = c.post("/v2/repository/index").json()
             meta = c.get("/v2/models/churn").json()
-        time.sleep(0.2)
+        answered = len(seen)
+        _wait(lambda: len(seen) >= answered + 5, "more requests after the refused reload")
     finally:
         stop.set()
         thread.join()
@@ -204,19 +207,42 @@ def _wait(predicate: Any, what: str, timeout: float = 15.0) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def test_workers_share_one_port(start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path) -> None:
+def _access_log_pids(server: ServerProcess) -> set[int]:
+    """PIDs of the processes that logged an answered /infer request (uvicorn's access log)."""
+    pids = set()
+    for line in server.log().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("logger") == "uvicorn.access" and "/infer" in record.get("msg", ""):
+                pids.add(int(record["pid"]))
+    return pids
+
+
+def test_workers_answer_from_two_processes_on_one_port(
+    start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path
+) -> None:
     lake = tmp_path / "lake"
     server = start_server(
-        [str(model_env.artifact_dir), "--registry", str(model_env.registry_root), "--lake", str(lake), "--workers", "2"]
-    )
-    server.wait_ready(timeout=60)
+        [str(model_env.artifact_dir), "--registry", str(model_env.registry_root), "--lake", str(lake), "--workers", "2",
+         "--access-log"]
+    )  # fmt: skip
+    server.wait_ready()
+    sent = 0
     with httpx.Client(base_url=server.url, timeout=10) as c:
-        for _ in range(20):
-            r = c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers={"Connection": "close"})
-            assert r.status_code == 200 and r.json()["model_version"] == "1"  # the path ref resolves to churn:1
+        # Each request on a new connection; the kernel hands connections to whichever worker accepts
+        # first, so keep going until both have answered (bounded).
+        while sent < 400 and (sent < 20 or len(_access_log_pids(server)) < 2):
+            for _ in range(10):
+                r = c.post("/v2/models/churn/infer", json=_infer_body(ONE), headers={"Connection": "close"})
+                assert r.status_code == 200 and r.json()["model_version"] == "1"  # the path ref resolves to churn:1
+                sent += 1
+    pids = _access_log_pids(server)
+    assert len(pids) == 2, f"answered by {pids} after {sent} requests"
+    assert server.proc.pid not in pids  # the supervisor only supervises
     assert server.terminate() == 0
-    assert read_lake(lake).num_rows == 20
-    assert parity.__version__
+    assert read_lake(lake).num_rows == sent
+    # Each worker writes its own lake files, so at least one file per worker.
+    assert len(list(lake.rglob("part-*.parquet"))) >= 2
 
 
 def test_rest_over_tls(start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path) -> None:
@@ -231,18 +257,42 @@ def test_rest_over_tls(start_server: type[ServerProcess], model_env: ModelEnv, t
     server = start_server(
         [str(model_env.artifact_dir), "--lake", "none", "--tls-cert", str(cert), "--tls-key", str(key)]
     )
-    url = f"https://127.0.0.1:{server.port}"
     context = ssl.create_default_context(cafile=str(cert))
-    with httpx.Client(base_url=url, verify=context, timeout=10) as c:
-        _wait(lambda: _probe(c), "the TLS server to be ready")
+    server.probe = lambda: _probe_tls(server, context)  # type: ignore[method-assign]
+    server.wait_ready()
+    with httpx.Client(base_url=f"https://127.0.0.1:{server.port}", verify=context, timeout=10) as c:
         r = c.post("/v2/models/churn/infer", json=_infer_body(ONE))
         assert r.status_code == 200 and r.json()["model_name"] == "churn"
     with httpx.Client(base_url=server.url, timeout=5) as plain, pytest.raises(httpx.TransportError):
         plain.get("/v2/health/ready")
 
 
-def _probe(client: httpx.Client) -> bool:
+def _probe_tls(server: ServerProcess, context: ssl.SSLContext) -> bool:
     try:
-        return client.get("/v2/health/ready").status_code == 200
+        r = httpx.get(f"https://127.0.0.1:{server.port}/v2/health/ready", verify=context, timeout=1.0)
     except httpx.TransportError:
         return False
+    return r.status_code == 200
+
+
+def test_a_taken_port_restarts_the_server_on_fresh_ports(
+    model_env: ModelEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from tests.server import conftest
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        taken = int(blocker.getsockname()[1])
+        ports = iter([taken])
+        real = conftest.free_port
+        monkeypatch.setattr(conftest, "free_port", lambda: next(ports, None) or real())
+        server = ServerProcess([str(model_env.artifact_dir), "--lake", "none"], tmp_path / "server.log")
+        try:
+            server.wait_ready()
+            assert server.restarts == 1 and server.port != taken
+            assert httpx.post(server.url + "/v2/models/churn/infer", json=_infer_body(ONE)).status_code == 200
+        finally:
+            assert server.terminate() == 0

@@ -235,3 +235,39 @@ def test_client_mistakes_are_4xx(server: ServerProcess, path: str, body: bytes) 
         # The model still serves (a bad request in a batch must not fail it).
         ok = client.post("/v2/models/churn/infer", content=_infer_body())
         assert ok.status_code == 200, ok.text
+
+
+_REPOSITORY_PATHS = ("/v2/repository/index", "/v2/repository/models/{name}/load", UNLOAD, "/v1/models/{name}:predict")
+
+
+def repository_document(document: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The repository extension and V1 operations only, model names drawn from served and unknown refs."""
+    doc = copy.deepcopy(document)
+    doc["paths"] = {path: doc["paths"][path] for path in _REPOSITORY_PATHS}
+    for item in doc["paths"].values():
+        for op in item.values():
+            for param in op.get("parameters", []):
+                if param["in"] == "path" and param["name"] == "name":
+                    param["schema"] = {"type": "string", "enum": names}
+    return doc
+
+
+@needs_schemathesis
+def test_no_server_errors_on_the_repository_extension_and_v1(
+    model_env: ModelEnv, start_server: type[ServerProcess], tmp_path: Path
+) -> None:
+    # Its own server: load/unload change what it serves.
+    server = start_server(shared_server_args(model_env, tmp_path / "lake"))
+    server.wait_ready()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        document = client.get("/openapi.json").raise_for_status().json()
+    names = ["churn", "churn:1", "churn@production", "churn:999", "churn@nope", "nope", "penguins:1", "../churn"]
+    schema_path = tmp_path / "openapi-repository.json"
+    schema_path.write_text(json.dumps(repository_document(document, names)))
+    run_schemathesis(str(schema_path), tmp_path, base_url=server.url)
+    assert server.proc.poll() is None, server.log()
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.post("/v2/repository/models/churn@production/load").status_code == 200
+        index = client.post("/v2/repository/index").json()
+        assert len(index) <= len(names) + 1, index  # one slot per distinct ref at most
+        assert client.post("/v2/models/churn/infer", content=_infer_body()).status_code == 200

@@ -24,6 +24,22 @@ def test_psi_matches_hand_computation() -> None:
     assert psi(ref, ref) == 0.0
 
 
+def test_metrics_against_numbers_worked_out_by_hand() -> None:
+    # p = (0.5, 0.3, 0.2), q = (0.3, 0.3, 0.4):
+    # PSI = (0.3-0.5) ln(0.3/0.5) + 0 + (0.4-0.2) ln(0.4/0.2) = 0.102165 + 0.138629 = 0.240794
+    ref, cur = np.array([50, 30, 20]), np.array([30, 30, 40])
+    assert psi(ref, cur) == pytest.approx(0.240794, abs=2e-4)  # smoothing moves it by < 1e-4
+    assert linf(ref, cur) == pytest.approx(0.2, abs=1e-3)
+    # JS divergence in bits, m = (0.4, 0.3, 0.3):
+    # 0.5 (0.5 log2 1.25 + 0.2 log2(2/3)) + 0.5 (0.3 log2 0.75 + 0.4 log2(4/3))
+    # = 0.5 (0.160964 - 0.116993) + 0.5 (-0.124511 + 0.166015) = 0.042737
+    assert js_divergence(ref, cur) == pytest.approx(0.042737, abs=2e-4)
+    assert js_distance(ref, cur) == pytest.approx(0.206731, abs=5e-4)  # sqrt(0.042737)
+    # Identical distributions: every metric is 0; disjoint ones: JS distance 1 (bits), L-inf 1.
+    assert psi(ref, ref) == 0.0 and linf(ref, ref) == 0.0 and js_distance(ref, ref) == pytest.approx(0.0, abs=1e-7)
+    assert linf(np.array([5, 0]), np.array([0, 5])) == pytest.approx(1.0, abs=1e-3)
+
+
 def test_psi_empty_bin_is_finite_thanks_to_smoothing() -> None:
     value = psi(np.array([100, 0]), np.array([90, 10]))
     p0, p1 = (1 + 1e-4) / (1 + 2e-4), 1e-4 / (1 + 2e-4)

@@ -2,8 +2,8 @@
 
 // node --test test/client.test.js   (npm test)
 // Unit tests of the record -> tensor conversion need no model. The model tests load the artifact
-// directory named by PARITY_TEST_ARTIFACT (tests/test_node_client.py builds one and sets it) and
-// are skipped when it is not set.
+// directory named by PARITY_TEST_ARTIFACT (tests/test_node_client.py builds one and sets it); the
+// suite fails when it is not set.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -174,9 +174,14 @@ describe('record -> tensor conversion', () => {
 });
 
 const ARTIFACT = process.env.PARITY_TEST_ARTIFACT;
-const skip = ARTIFACT ? false : 'set PARITY_TEST_ARTIFACT to a portable parity artifact directory';
 
-describe('ParityModel on a real artifact', { skip }, () => {
+// Without an artifact the model tests cannot run: that is a failure, never a silent skip.
+test('PARITY_TEST_ARTIFACT names an artifact directory', () => {
+  assert.ok(ARTIFACT, 'set PARITY_TEST_ARTIFACT to a portable parity artifact directory (tests/test_node_client.py does)');
+  assert.ok(fs.existsSync(path.join(ARTIFACT, 'manifest.json')), `${ARTIFACT} has no manifest.json`);
+});
+
+describe('ParityModel on a real artifact', { skip: !ARTIFACT }, () => {
   const dir = /** @type {string} */ (ARTIFACT);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'parity-node-test-'));
   after(() => fs.rmSync(tmp, { recursive: true, force: true }));

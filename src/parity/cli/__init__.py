@@ -26,6 +26,7 @@ Exit codes (one table: :data:`parity.cli._errors.EXIT_CODES`)::
     6  integrity error: a file's sha256 differs     IntegrityError
     7  untrusted artifact: rerun with --trusted     UntrustedArtifactError
     8  any other parity error                       ParityError
+    9  the server cannot listen (port in use)       AddressInUse (parity serve)
 
 Every error prints one red ``error: ...`` line on stderr (plus the traceback with ``--debug``).
 To add a command group, write ``parity/cli/_<name>_cmds.py`` with ``register(app)`` and add it

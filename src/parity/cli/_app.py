@@ -6,18 +6,17 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 import parity
-from parity.cli import _artifact_cmds, _compose_cmds, _registry_cmds, _skew_cmds
+from parity.cli import _artifact_cmds, _batch_cmds, _compose_cmds, _deploy_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
-from parity.cli._errors import UNEXPECTED, epilog, exit_code_for
+from parity.cli._errors import UNEXPECTED, epilog, exit_code_for, missing_serve_dist
 from parity.cli._render import error_line, warn
-from parity.errors import MissingDependencyError
+from parity.errors import MissingDependencyError, UntrustedArtifactError
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]
 
@@ -39,6 +38,8 @@ class ParityGroup(TyperGroup):
             message = str(exc) or type(exc).__name__
             if code == UNEXPECTED:
                 message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
+            elif isinstance(exc, UntrustedArtifactError):
+                message += " (CLI: rerun with --trusted)"  # the library names its parameter, trusted=True
             error_line(message)
             raise typer.Exit(code) from None
 
@@ -77,12 +78,12 @@ def _print_version(value: bool) -> None:
 def _global_options(
     ctx: typer.Context,
     registry: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--registry",
             envvar="PARITY_HOME",
             show_envvar=True,
-            help="Registry root directory (default: ./.parity).",
+            help="Registry root: a directory or s3://bucket/prefix (default: ./.parity).",
         ),
     ] = None,
     debug: Annotated[
@@ -98,27 +99,10 @@ def _global_options(
     _route_logs()
 
 
-# Top-level modules of the `serve` extra (distribution names where they differ).
-_SERVE_MODULES = {
-    "starlette": "starlette",
-    "uvicorn": "uvicorn",
-    "orjson": "orjson",
-    "prometheus_client": "prometheus-client",
-    "grpc": "grpcio",
-    "grpc_health": "grpcio-health-checking",
-    "grpc_reflection": "grpcio-reflection",
-}
-
-
 def _register_serve(app: typer.Typer) -> None:
     """Add ``parity serve``, or, without the `serve` extra, a stand-in that says which extra to install."""
-    try:
-        from parity.cli import _serve_cmds
-    except ModuleNotFoundError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing not in _SERVE_MODULES:
-            raise
-        dist = _SERVE_MODULES[missing]
+    dist = missing_serve_dist()
+    if dist is not None:
 
         @app.command("serve", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
         def serve_missing(ctx: typer.Context) -> None:
@@ -128,6 +112,8 @@ def _register_serve(app: typer.Typer) -> None:
             )
 
         return
+    from parity.cli import _serve_cmds
+
     _serve_cmds.register(app)
 
 
@@ -137,6 +123,8 @@ COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _registry_cmds.register,
     _register_serve,
     _skew_cmds.register,
+    _deploy_cmds.register,
+    _batch_cmds.register,
     _compose_cmds.register,
 )
 for _register in COMMAND_GROUPS:

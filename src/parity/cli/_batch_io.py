@@ -250,6 +250,8 @@ class BatchWriter:
             self._open(table.schema)
         elif table.schema != self.schema:
             table = table.cast(self.schema)
+        if self.fmt == "csv":
+            table = _exact_floats(table)
         if self.fmt == "jsonl":
             for row in table.to_pylist():
                 self._fh.write(json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
@@ -261,7 +263,7 @@ class BatchWriter:
         if self.fmt == "csv":
             import pyarrow.csv as pacsv
 
-            self._writer = pacsv.CSVWriter(self.path, schema)
+            self._writer = pacsv.CSVWriter(self.path, _exact_floats(schema.empty_table()).schema)
         elif self.fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -273,7 +275,9 @@ class BatchWriter:
         """Complete the file; with no rows written, write an empty file of ``empty_schema``."""
         if self.schema is None:
             self._open(empty_schema)
-            if self.fmt != "jsonl":
+            if self.fmt == "csv":
+                self._writer.write_table(_exact_floats(empty_schema.empty_table()))
+            elif self.fmt == "parquet":
                 self._writer.write_table(empty_schema.empty_table())
         self.close()
 
@@ -283,6 +287,19 @@ class BatchWriter:
             if handle is not None:
                 handle.close()
         self._writer = self._fh = None
+
+
+def _exact_floats(table: pa.Table) -> pa.Table:
+    """Float columns as their shortest round-trip text (``repr``), e.g. ``1.1712264258445515e-06``.
+
+    Arrow writes ``0.0000011712264258445515``, which pandas 2's default CSV parser reads back with
+    only ~11 significant digits: written this way every reader gets the exact double back.
+    """
+    for i, field in enumerate(table.schema):
+        if pa.types.is_floating(field.type):
+            text = [None if v is None else repr(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(text, type=pa.string()))
+    return table
 
 
 def _json_value(value: Any) -> Any:

@@ -19,7 +19,7 @@ __all__ = ["CliState", "ResolvedArtifact", "check_ref", "get_state", "load_verif
 class CliState:
     """Global options, stored on the root click context."""
 
-    registry_root: Path | None = None
+    registry_root: str | Path | None = None
     debug: bool = False
     quiet: bool = False
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from parity.errors import (
+    AddressInUse,
     IntegrityError,
     NotFoundError,
     ParityError,
@@ -13,7 +15,30 @@ from parity.errors import (
     UntrustedArtifactError,
 )
 
-__all__ = ["EXIT_CODES", "ExitCode", "epilog", "exit_code_for"]
+__all__ = ["EXIT_CODES", "SERVE_MODULES", "ExitCode", "epilog", "exit_code_for", "missing_serve_dist"]
+
+
+# Top-level modules of the `serve` extra, with their distribution names.
+SERVE_MODULES = {
+    "starlette": "starlette",
+    "uvicorn": "uvicorn",
+    "orjson": "orjson",
+    "prometheus_client": "prometheus-client",
+    "grpc": "grpcio",
+    "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
+}
+
+
+def missing_serve_dist() -> str | None:
+    """Name a distribution of the `serve` extra that is not installed, or None when all are."""
+    for module, dist in SERVE_MODULES.items():
+        try:
+            if importlib.util.find_spec(module) is None:
+                return dist
+        except (ImportError, ValueError):
+            return dist
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(6, "integrity error: an artifact file differs from its recorded sha256", (IntegrityError,)),
     ExitCode(7, "untrusted artifact: not portable, rerun with --trusted if you trust it", (UntrustedArtifactError,)),
     ExitCode(8, "any other parity error", (ParityError,)),
+    ExitCode(9, "the server cannot listen: port in use or address unavailable", (AddressInUse,)),
 )
 """Every exit status of the CLI; the single source of the mapping, the help epilog and the docs."""
 

@@ -11,7 +11,7 @@ from rich.markup import escape
 from parity._format import read_manifest
 from parity.cli._context import check_ref, get_state
 from parity.cli._render import kv_table, manifest_summary, out, passed_text, print_json, table
-from parity.errors import NotFoundError
+from parity.errors import NotFoundError, RegistryError
 from parity.registry import AliasChange, ModelVersion
 
 __all__ = ["register", "registry_app"]
@@ -182,3 +182,32 @@ def versions_cmd(ctx: typer.Context, name: NameArg, json_out: JsonOpt = False) -
             ((v.version, v.created, v.digest[:12], list(v.aliases) or None) for v in versions),
         )
     )
+
+
+@registry_app.command("fsck")
+def fsck_cmd(
+    ctx: typer.Context,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Delete crash debris and rewrite history from the index.")
+    ] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Also check every stored file's sha256.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Report what crashed writers left (stale pushes, orphan versions, history out of sync) and repair it."""
+    problems = get_state(ctx).registry().fsck(repair=repair, verify=verify)
+    left = [p for p in problems if not p.repaired]
+    if json_out:
+        print_json([p.__dict__ for p in problems])
+    elif problems:
+        out.print(
+            table(
+                "Registry check",
+                ("model", "problem", "key", "detail", "repaired"),
+                ((p.model, p.kind, p.key, escape(p.detail), "yes" if p.repaired else "no") for p in problems),
+            )
+        )
+    else:
+        out.print("registry is consistent")
+    if left:
+        hint = "" if repair else "; rerun with --repair"
+        raise RegistryError(f"{len(left)} registry problem(s) left{hint}")

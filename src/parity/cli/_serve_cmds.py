@@ -62,6 +62,22 @@ def serve(
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (uvicorn access log).")] = False,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", min=0.001, help="Seconds a client may take to send its headers.")
+    ] = 5.0,
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", min=0.001, help="Seconds a client may take to send its body.")
+    ] = 10.0,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--allowed-hosts",
+            help="Comma-separated Host headers to answer ('*' any; default: loopback names when bound to loopback).",
+        ),
+    ] = None,
+    limit_concurrency: Annotated[
+        int, typer.Option("--limit-concurrency", min=1, help="Connections + requests before 503 (not health).")
+    ] = 2048,
 ) -> None:
     """Serve models over REST (Open Inference Protocol V2, KServe V1) and gRPC."""
     from parity.server._app import serve as run
@@ -91,6 +107,10 @@ def serve(
             trusted=trusted,
             log_level=log_level,
             access_log=access_log,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            allowed_hosts=None if allowed_hosts is None else tuple(allowed_hosts.split(",")),
+            limit_concurrency=limit_concurrency,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -75,6 +75,10 @@ def skew_cmd(
         bool,
         typer.Option("--trusted", help="Allow loading non-portable artifacts (their Python payload can run code)."),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="Profiling engine for Parquet data: pyarrow, dask or spark (same profile)."),
+    ] = "pyarrow",
 ) -> None:
     """Compare serving data with the model's training profile: drift, schema, and row-level mismatches."""
     state = get_state(ctx)
@@ -97,6 +101,7 @@ def skew_cmd(
         processes=processes,
         registry=registry,
         trusted=trusted,
+        backend=engine,  # type: ignore[arg-type]  # skew_report names the choices when it is wrong
     )
     to_stdout = json_path is not None and str(json_path) == "-"
     if to_stdout:

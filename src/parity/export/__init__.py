@@ -17,8 +17,8 @@ import onnx
 from parity.errors import ExportError
 from parity.export._builder import GraphBuilder
 from parity.export._contract import EstimatorGraph
-from parity.export._linear import export_linear_model
-from parity.export._preprocess import Origin, export_preprocessing
+from parity.export._estimators import TargetTransformed, estimator_name, export_estimator
+from parity.export._preprocess import export_preprocessing
 from parity.schema import Signature
 
 if TYPE_CHECKING:
@@ -40,58 +40,44 @@ class ExportResult:
 
 
 def split_pipeline(model: Any) -> tuple[list[Any], Any]:
-    """Return (preprocessing steps, final estimator) of a Pipeline or a bare estimator."""
-    if type(model).__name__ == "Pipeline":
+    """Return (preprocessing steps, final estimator) of a Pipeline or a bare estimator.
+
+    A TransformedTargetRegressor around a Pipeline contributes that Pipeline's preprocessing;
+    the final estimator is then a :class:`TargetTransformed` (the wrapper and its inner estimator).
+    """
+    kind = type(model).__name__
+    if kind == "Pipeline":
         steps = [s for _, s in model.steps if s is not None and s != "passthrough"]
         if not steps:
-            raise ExportError("the Pipeline has no steps")
+            raise ExportError("the Pipeline has no steps", step="Pipeline")
         inner_pre, final = split_pipeline(steps[-1])
         return steps[:-1] + inner_pre, final
+    if kind == "TransformedTargetRegressor" and hasattr(model, "regressor_"):
+        inner_pre, inner = split_pipeline(model.regressor_)
+        return inner_pre, TargetTransformed(model, inner)
     return [], model
-
-
-def _export_estimator(est: Any, b: GraphBuilder, x: str) -> EstimatorGraph:
-    from parity.export._trees import export_tree_model
-
-    for exporter in (export_linear_model, export_tree_model):
-        graph = exporter(est, b, x)
-        if graph is not None:
-            return graph
-    kind = type(est).__name__
-    raise ExportError(f"{kind} has no exact ONNX export in parity yet", step=kind)
-
-
-def _raw_thresholds(origins: list[Origin | None], thresholds: dict[int, np.ndarray]) -> dict[str, np.ndarray]:
-    found: dict[str, list[np.ndarray]] = {}
-    for j, values in thresholds.items():
-        origin = origins[j] if j < len(origins) else None
-        if origin is None:
-            continue
-        # feature = (raw - offset) / scale  =>  raw = feature * scale + offset
-        found.setdefault(origin.column, []).append(np.asarray(values, dtype=np.float64) * origin.scale + origin.offset)
-    return {col: np.unique(np.concatenate(parts)) for col, parts in found.items()}
 
 
 def export_model(model: Any, signature: Signature, plan: OutputPlan, feature_order: list[str]) -> ExportResult:
     """Export ``model`` to ONNX; raise ExportError naming the step that cannot be exported."""
     steps, final = split_pipeline(model)
+    name = estimator_name(final)
     b = GraphBuilder(name=f"parity_{type(final).__name__}")
-    features = export_preprocessing(b, signature, steps, feature_order)
+    features = export_preprocessing(b, signature, steps, feature_order, consumer=name)
     n_features = getattr(final, "n_features_in_", None)
     if n_features is not None and n_features != features.width:
         raise ExportError(
-            f"the exported preprocessing yields {features.width} features but {type(final).__name__} "
-            f"was fitted on {n_features}",
-            step=type(final).__name__,
+            f"the exported preprocessing yields {features.width} features but {name} was fitted on {n_features}",
+            step=name,
         )
-    graph = _export_estimator(final, b, features.tensor)
+    graph = export_estimator(final, b, features)
     expected = "values" if plan.task == "regression" else "proba"
     if graph.kind != expected:
-        raise ExportError(f"{type(final).__name__} produced {graph.kind}, expected {expected}")
+        raise ExportError(f"{name} produced {graph.kind}, expected {expected}", step=name)
     plan.emit(b, graph.output)
     return ExportResult(
         model=b.build(doc="exported by parity"),
         precision=graph.precision,
-        estimator=type(final).__name__,
-        raw_thresholds=_raw_thresholds(features.origins, graph.thresholds),
+        estimator=name,
+        raw_thresholds=graph.raw_thresholds,
     )

@@ -85,14 +85,6 @@ class GraphBuilder:
         )
         return outs[0]
 
-    def node_multi(
-        self, op: str, inputs: list[str], n_outputs: int, hint: str | None = None, **attrs: Any
-    ) -> list[str]:
-        """Append one node with several outputs and return all output names."""
-        outs = [self.unique(f"{hint or op.lower()}_out{i}") for i in range(n_outputs)]
-        self.node(op, inputs, hint, outputs=outs, **attrs)
-        return outs
-
     def cast(self, x: str, to: int, hint: str = "cast") -> str:
         """Cast ``x`` to the ONNX element type ``to``."""
         return self.node("Cast", [x], hint, to=to)

@@ -22,9 +22,11 @@ class EstimatorGraph:
 
     output: str
     """Name of the double ``[N, K]`` tensor (probabilities or predictions)."""
-    kind: Literal["proba", "values"]
-    """``proba`` for classifiers, ``values`` for regressors."""
+    kind: Literal["proba", "values", "decision"]
+    """``proba`` for classifiers, ``values`` for regressors, ``decision`` for a ``decision_function``."""
     precision: str
     """Short id of the numeric recipe used, recorded in the manifest (e.g. ``float64``)."""
     thresholds: dict[int, np.ndarray] = field(default_factory=dict)
     """Split thresholds per input feature index (tree models), used to build edge cases."""
+    raw_thresholds: dict[str, np.ndarray] = field(default_factory=dict)
+    """The same mapped back to raw input columns (filled by the dispatcher in ``_estimators``)."""

@@ -41,8 +41,11 @@ def _is_ovr(est: Any) -> bool:
     return multi in ("auto", "deprecated") and getattr(est, "solver", "") == "liblinear"
 
 
-def export_linear_model(est: Any, b: GraphBuilder, x: str) -> EstimatorGraph | None:
-    """Append a linear model's graph; None when ``est`` is not a supported linear model."""
+def export_linear_model(est: Any, b: GraphBuilder, x: str, margin: bool = False) -> EstimatorGraph | None:
+    """Append a linear model's graph; None when ``est`` is not a supported linear model.
+
+    ``margin`` returns ``decision_function`` (``X @ coef.T + intercept``) instead of probabilities.
+    """
     kind = type(est).__name__
     if kind in _REGRESSORS:
         coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
@@ -51,12 +54,18 @@ def export_linear_model(est: Any, b: GraphBuilder, x: str) -> EstimatorGraph | N
         intercept = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
         return EstimatorGraph(_decision(b, x, coef, intercept), "values", "float64")
     if kind not in _CLASSIFIERS:
+        if margin and kind in ("LinearSVC", "RidgeClassifier", "RidgeClassifierCV", "Perceptron"):
+            # Calibration and stacking use their decision_function only.
+            coef = np.asarray(est.coef_, dtype=np.float64)
+            return EstimatorGraph(_decision(b, x, coef, np.atleast_1d(est.intercept_)), "decision", "float64")
         return None
     if kind == "SGDClassifier" and est.loss != "log_loss":
         raise ExportError(f"SGDClassifier(loss={est.loss!r}) has no predict_proba", step=kind)
     coef = np.asarray(est.coef_, dtype=np.float64)
     intercept = np.asarray(est.intercept_, dtype=np.float64)
     z = _decision(b, x, coef, intercept)
+    if margin:
+        return EstimatorGraph(z, "decision", "float64")
     if coef.shape[0] == 1:
         p = b.node("Sigmoid", [z], "p1")
         q = b.node("Sub", [b.const(np.float64(1.0), "one"), p], "p0")

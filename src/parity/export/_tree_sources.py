@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from parity.errors import ExportError
 
-__all__ = ["Tree", "TreeModel", "read_tree_model"]
+__all__ = ["CategoricalSplit", "Tree", "TreeModel", "read_tree_model"]
 
 Link = Literal["identity", "sigmoid", "softmax", "exp"]
 
@@ -60,6 +60,23 @@ class TreeModel:
     link_scale: float = 1.0
     """Raw scores are multiplied by this before the link (``expit(2 * raw)``, ``sigmoid:k``)."""
     thresholds: dict[int, NDArray[np.float64]] = field(default_factory=dict)
+    inputs: list[tuple[int, NDArray[np.float64] | None]] | None = None
+    """Model features built from the input ones: (input index, categories to ordinal-encode or None).
+
+    HistGradientBoosting with categorical features first ordinal-encodes those columns (unknown and
+    missing -> NaN) and moves them to the front; None when the model reads its input as it is.
+    """
+    categorical: list[CategoricalSplit] = field(default_factory=list)
+    """Bitset splits, each rewritten as a numeric split ``indicator <= 0.5`` on an extra feature."""
+
+
+@dataclass(frozen=True)
+class CategoricalSplit:
+    """Extra feature ``n_model_features + i``: 0 if the code goes left, 1 if right, NaN if missing/unknown."""
+
+    feature: int
+    left: NDArray[np.int64]
+    known: NDArray[np.int64]
 
 
 _CAT = "; encode categories numerically (one-hot or ordinal) before the model instead"
@@ -170,22 +187,57 @@ def _sk_gb(est: Any) -> TreeModel:
     )
 
 
+def _bitset_codes(bits: NDArray[Any]) -> NDArray[np.int64]:
+    """The category codes (0..255) set in one row of a scikit-learn uint32 bitset."""
+    return np.asarray([v for v in range(256) if (int(bits[v // 32]) >> (v % 32)) & 1], dtype=np.int64)
+
+
+def _sk_hgb_inputs(est: Any) -> list[tuple[int, NDArray[np.float64] | None]] | None:
+    pre = getattr(est, "_preprocessor", None)
+    if pre is None:
+        return None
+    inputs: list[tuple[int, NDArray[np.float64] | None]] = []
+    for name, trans, cols in pre.transformers_:
+        if name == "remainder" or trans == "drop":
+            continue
+        idx = np.flatnonzero(cols) if np.asarray(cols).dtype == bool else np.asarray(cols, dtype=np.int64)
+        for pos, j in enumerate(idx):
+            if name == "encoder":
+                cats = np.asarray(trans.categories_[pos], dtype=np.float64)
+                inputs.append((int(j), cats[~np.isnan(cats)]))
+            else:
+                inputs.append((int(j), None))
+    return inputs
+
+
 def _sk_hgb(est: Any) -> TreeModel:
-    if est.is_categorical_ is not None and bool(np.any(est.is_categorical_)):
-        raise _fail(est, f"categorical_features (bitset splits) are not supported{_CAT}")
+    n_model = int(np.asarray(est._is_categorical_remapped).size) if est.is_categorical_ is not None else 0
+    categorical: list[CategoricalSplit] = []
+    known_bits, f_idx_map = est._bin_mapper.make_known_categories_bitsets() if n_model else (None, None)
     trees: list[Tree] = []
     for iteration in est._predictors:
         for k, predictor in enumerate(iteration):
             n = predictor.nodes
-            if bool(np.any(n["is_categorical"])):
-                raise _fail(est, f"categorical splits are not supported{_CAT}")
-            feature = np.where(n["is_leaf"] != 0, -1, n["feature_idx"])
+            feature = np.where(n["is_leaf"] != 0, -1, n["feature_idx"]).astype(np.int64)
+            threshold = np.asarray(n["num_threshold"], dtype=np.float64).copy()
+            for node in np.flatnonzero((n["is_categorical"] != 0) & (n["is_leaf"] == 0)):
+                f = int(n["feature_idx"][node])
+                left = _bitset_codes(predictor.raw_left_cat_bitsets[int(n["bitset_idx"][node])])
+                known = (
+                    left if known_bits is None or f_idx_map is None else _bitset_codes(known_bits[int(f_idx_map[f])])
+                )
+                categorical.append(CategoricalSplit(f, left, known))
+                feature[node] = n_model + len(categorical) - 1
+                threshold[node] = 0.5
             missing_left = n["missing_go_to_left"]
-            trees.append(_tree(feature, n["num_threshold"], n["left"], n["right"], missing_left, n["value"], k))
+            trees.append(_tree(feature, threshold, n["left"], n["right"], missing_left, n["value"], k))
     link, scale = _sk_link(est)
     offset = np.asarray(est._baseline_prediction, dtype=np.float64).reshape(-1)
     kind: Literal["proba", "values"] = "proba" if hasattr(est, "classes_") else "values"
-    return TreeModel(trees, offset.shape[0], kind, "float64", offset=offset, link=link, link_scale=scale)
+    model = TreeModel(trees, offset.shape[0], kind, "float64", offset=offset, link=link, link_scale=scale)
+    model.inputs = _sk_hgb_inputs(est)
+    model.categorical = categorical
+    return model
 
 
 # --- XGBoost -------------------------------------------------------------------------------------
@@ -330,7 +382,7 @@ def _lgbm_threshold(t: float) -> float:
     return _LGBM_ZERO if t >= 0.0 else float(np.nextafter(-_LGBM_ZERO, -np.inf))
 
 
-def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
+def _lgbm_tree(est: Any, root: dict[str, Any], target: int, sparse: bool = False) -> Tree:
     feature: list[int] = []
     threshold: list[float] = []
     left: list[int] = []
@@ -355,7 +407,8 @@ def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
             continue
         if node["decision_type"] != "<=":
             raise _fail(est, f"categorical split {node['decision_type']!r} is not supported{_CAT}")
-        t = _lgbm_threshold(float(node["threshold"]))
+        # Stored entries of a sparse row are compared as they are (no zero band); absent ones are 0.0.
+        t = float(node["threshold"]) if sparse else _lgbm_threshold(float(node["threshold"]))
         missing = node["missing_type"]
         if missing == "NaN":
             go_left = bool(node["default_left"])
@@ -371,7 +424,7 @@ def _lgbm_tree(est: Any, root: dict[str, Any], target: int) -> Tree:
     return _tree(feature, threshold, left, right, missing_left, value, target)
 
 
-def _lgbm(est: Any) -> TreeModel:
+def _lgbm(est: Any, sparse: bool = False) -> TreeModel:
     try:
         booster = est.booster_
     except Exception as exc:  # LGBMNotFittedError when unfitted
@@ -379,7 +432,7 @@ def _lgbm(est: Any) -> TreeModel:
     dump = booster.dump_model()  # like predict, limited to best_iteration when early stopping was used
     link, scale = _lgbm_link(est, str(dump["objective"]))
     k = int(dump["num_tree_per_iteration"])
-    trees = [_lgbm_tree(est, t["tree_structure"], i % k) for i, t in enumerate(dump["tree_info"])]
+    trees = [_lgbm_tree(est, t["tree_structure"], i % k, sparse) for i, t in enumerate(dump["tree_info"])]
     n_iter = len(trees) // k
     kind: Literal["proba", "values"] = "proba" if hasattr(est, "classes_") else "values"
     divisor = float(n_iter) if dump.get("average_output") else None
@@ -396,11 +449,16 @@ def _collect_thresholds(model: TreeModel) -> dict[int, NDArray[np.float64]]:
         for f in np.unique(t.feature[inner]):
             by_feature.setdefault(int(f), []).append(t.threshold[inner & (t.feature == f)])
     out = {f: np.unique(np.concatenate(v)) for f, v in sorted(by_feature.items())}
+    if model.inputs is not None:  # model feature -> input column; categorical ones have no raw threshold
+        out = {model.inputs[f][0]: v for f, v in out.items() if f < len(model.inputs) and model.inputs[f][1] is None}
     return {f: v[np.isfinite(v)] for f, v in out.items()}
 
 
-def read_tree_model(est: Any) -> TreeModel | None:
-    """Describe a fitted tree ensemble as a :class:`TreeModel`, or None if it is not one."""
+def read_tree_model(est: Any, sparse: bool = False) -> TreeModel | None:
+    """Describe a fitted tree ensemble as a :class:`TreeModel`, or None if it is not one.
+
+    ``sparse``: the features reach the library as a scipy sparse matrix (changes LightGBM's reading).
+    """
     reader: Any
     if _family(est, _SK_TREES, "sklearn."):
         reader = lambda e: _sk_forest(e, [e])  # noqa: E731
@@ -413,7 +471,7 @@ def read_tree_model(est: Any) -> TreeModel | None:
     elif _family(est, {"XGBClassifier", "XGBRegressor"}, "xgboost"):
         reader = _xgb
     elif _family(est, {"LGBMClassifier", "LGBMRegressor"}, "lightgbm"):
-        reader = _lgbm
+        reader = lambda e: _lgbm(e, sparse)  # noqa: E731
     else:
         return None
     try:

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
+from parity.errors import ExportError
 from parity.export._builder import ML_DOMAIN, GraphBuilder
 from parity.export._contract import EstimatorGraph
 from parity.export._tree_sources import Tree, TreeModel, read_tree_model
@@ -179,18 +180,86 @@ def _float64_sum(b: GraphBuilder, x: str, m: TreeModel) -> str:
     return raw
 
 
-def export_tree_model(est: Any, b: GraphBuilder, x: str) -> EstimatorGraph | None:
-    """Append a fitted tree ensemble's exact prediction graph; None if ``est`` is not one."""
-    m = read_tree_model(est)
+def _model_features(b: GraphBuilder, x: str, m: TreeModel) -> str:
+    """HistGradientBoosting's internal ordinal encoding + column order, then one indicator per bitset split."""
+    if m.inputs is None:
+        return x
+    nan = b.const(np.float64(np.nan), "nan")
+    axes = b.const([1], "axis1", np.int64)
+    cols: list[str] = []
+    for j, cats in m.inputs:
+        col = b.node("Slice", [x, *(b.const([v], "s", np.int64) for v in (j, j + 1, 1))], "hgb_in")
+        if cats is not None and len(cats):
+            # OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=nan, encoded_missing_value=nan)
+            match = b.node("Equal", [col, b.const(cats.reshape(1, -1), "hgb_cats")], "hgb_match")
+            found = b.cast(b.node("ReduceMax", [b.cast(match, TensorProto.INT32), axes], keepdims=1), TensorProto.BOOL)
+            code = b.cast(b.node("ArgMax", [b.cast(match, TensorProto.INT32)], axis=1, keepdims=1), TensorProto.DOUBLE)
+            col = b.node("Where", [found, code, nan], "hgb_code")
+        elif cats is not None:
+            col = b.node("Add", [b.node("Mul", [col, b.const(np.float64(0.0))]), nan], "hgb_code")
+        cols.append(col)
+    codes = cols
+    by_feature: dict[int, list[int]] = {}
+    for i, split in enumerate(m.categorical):
+        by_feature.setdefault(split.feature, []).append(i)
+    extra: list[tuple[int, str]] = []
+    for f, splits in by_feature.items():
+        n_codes = 1 + max(
+            int(max(m.categorical[i].known.max(initial=0), m.categorical[i].left.max(initial=0))) for i in splits
+        )
+        left = np.zeros((n_codes, len(splits)))
+        known = np.zeros((n_codes, len(splits)))
+        for c, i in enumerate(splits):
+            left[m.categorical[i].left, c] = 1.0
+            known[m.categorical[i].known, c] = 1.0
+        onehot = b.cast(
+            b.node("Equal", [codes[f], b.const(np.arange(n_codes, dtype=np.float64).reshape(1, -1), "codes")]),
+            TensorProto.DOUBLE,
+        )
+        in_left = b.node("MatMul", [onehot, b.const(left, "cat_left")], "in_left")
+        is_known = b.node("MatMul", [onehot, b.const(known, "cat_known")], "is_known")
+        zero, one = b.const(np.float64(0.0)), b.const(np.float64(1.0))
+        # Left set -> 0 (<= 0.5 goes left); known elsewhere -> 1; NaN, negative or unknown -> missing.
+        right_or_missing = b.node("Where", [b.node("Greater", [is_known, zero]), one, nan], "cat_right")
+        ind = b.node("Where", [b.node("Greater", [in_left, zero]), zero, right_or_missing], "cat_indicator")
+        for c, i in enumerate(splits):
+            extra.append((i, b.node("Slice", [ind, *(b.const([v], "s", np.int64) for v in (c, c + 1, 1))])))
+    ordered = [t for _, t in sorted(extra)]
+    return b.node("Concat", cols + ordered, "hgb_features", axis=1) if len(cols) + len(ordered) > 1 else cols[0]
+
+
+def export_tree_model(
+    est: Any, b: GraphBuilder, x: str, *, sparse: bool = False, margin: bool = False
+) -> EstimatorGraph | None:
+    """Append a fitted tree ensemble's exact prediction graph; None if ``est`` is not one.
+
+    ``sparse``: the library receives the features as a scipy sparse matrix (every 0.0 absent).
+    ``margin``: return the raw scores (``decision_function``) instead of the linked output.
+    """
+    m = read_tree_model(est, sparse=sparse)
     if m is None:
         return None
-    features = x
+    features = _model_features(b, x, m)
+    precision = m.precision
+    if sparse and m.float32_sum:
+        # XGBoost reads an entry absent from a sparse matrix as missing, and ColumnTransformer's
+        # sparse.hstack stores no zeros: every 0.0 (before the float32 cast) takes the default branch.
+        zero = b.node("Equal", [features, b.const(np.float64(0.0), "zero")], "absent")
+        features = b.node("Where", [zero, b.const(np.float64(np.nan), "nan"), features], "absent_as_missing")
+        precision += ";sparse-input:absent=missing"
+        m.thresholds = {f: np.unique(np.append(v, 0.0)) for f, v in m.thresholds.items()}
+    elif sparse:
+        precision += ";sparse-input:absent=0"
     if m.float32_input:
         # The library compares float32(x) with its thresholds; round exactly as numpy does.
-        features = b.cast(b.cast(x, TensorProto.FLOAT, "x_f32"), TensorProto.DOUBLE, "x_f32_as_f64")
+        features = b.cast(b.cast(features, TensorProto.FLOAT, "x_f32"), TensorProto.DOUBLE, "x_f32_as_f64")
+    thresholds: dict[int, NDArray[np.float64]] = m.thresholds
+    if margin:
+        if m.float32_sum:
+            raise ExportError(f"{type(est).__name__} has no decision_function", step=type(est).__name__)
+        return EstimatorGraph(_float64_sum(b, features, m), "decision", precision, thresholds=thresholds)
     if m.float32_sum:
         out = b.cast(_link32(b, _float32_sum(b, features, m), m), TensorProto.DOUBLE, "pred")
     else:
         out = _link64(b, _float64_sum(b, features, m), m)
-    thresholds: dict[int, NDArray[np.float64]] = m.thresholds
-    return EstimatorGraph(output=out, kind=m.kind, precision=m.precision, thresholds=thresholds)
+    return EstimatorGraph(output=out, kind=m.kind, precision=precision, thresholds=thresholds)

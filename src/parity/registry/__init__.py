@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from parity._format import manifest_digest as artifact_digest
 from parity._format import verify_dir as verify_artifact_dir
+from parity.registry._fsck import FsckProblem
 from parity.registry._refs import NAME_RULE, Ref, RefKind, parse_ref, validate_alias, validate_name
 from parity.registry._registry import (
     AliasChange,
@@ -19,11 +20,13 @@ from parity.registry._registry import (
     SavableArtifact,
     default_root,
 )
-from parity.registry._storage import LocalStorage, Storage
+from parity.registry._storage import ConflictError, LocalStorage, Storage
 
 __all__ = [
     "NAME_RULE",
     "AliasChange",
+    "ConflictError",
+    "FsckProblem",
     "LocalStorage",
     "ModelSummary",
     "ModelVersion",

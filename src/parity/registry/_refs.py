@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from parity._format import NAME_RULE, NAME_RULE_TEXT, validate_name
+from parity._format import MANIFEST, NAME_RULE, NAME_RULE_TEXT, validate_name
 from parity.errors import RegistryError
 
 __all__ = ["NAME_RULE", "Ref", "RefKind", "parse_ref", "validate_alias", "validate_name"]
@@ -63,7 +63,7 @@ def _looks_like_path(text: str) -> bool:
     if text.startswith((".", "~")):
         return True
     # A bare word may still be a directory in the working directory; a real artifact wins.
-    return (Path(text) / "manifest.json").is_file()
+    return (Path(text) / MANIFEST).is_file()
 
 
 def parse_ref(text: str | os.PathLike[str]) -> Ref:

@@ -9,9 +9,10 @@ On-disk layout (keys of the :class:`~parity.registry.Storage`; for :class:`Local
 under ``<root>/registry``)::
 
     models/<name>/versions/<n>/       the artifact directory (immutable; files chmod 0o444)
-    models/<name>/index.json          {"format": 1, "name", "versions": [{"version", "digest", "created"}],
-                                       "aliases": {alias: version}}   (rewritten atomically)
-    models/<name>/history.jsonl       one alias change per line (appended with fsync, under the lock)
+    models/<name>/index.json          {"format": 1, "name", "versions": [{"version", "digest", "digest_scheme",
+                                       "created"}], "aliases": {alias: version}, "changes": n,
+                                       "last_change": {...}}   (rewritten atomically; THE source of truth)
+    models/<name>/history.jsonl       one alias change per line, appended after the index write
     models/<name>/.staging/<uuid>/    a push in progress (renamed to versions/<n> when committed)
     locks/<name>.lock                 flock file of the per-model critical section
 
@@ -19,6 +20,13 @@ Concurrency: a push copies the artifact to ``.staging`` outside the lock (copyin
 then, holding the model lock, re-reads the index, returns the existing version if the digest is
 already there, else renames the staging folder to ``versions/<n+1>`` and rewrites the index.
 Readers never lock: the index is replaced atomically and versions are immutable.
+
+Crashes: the index is written first and counts the alias changes it holds, with the last one, so
+the history is derived from it (:meth:`Registry.history` adds a change the crash kept out of the
+file; the next alias write rewrites the file to match, dropping a torn line). Every write, under
+the model lock, deletes the debris of dead writers: ``.staging`` folders untouched for
+``stale_after_s`` (default an hour), version folders the index does not list, temp files.
+:meth:`Registry.fsck` (``parity registry fsck [--repair]``) reports and repairs all of it.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from parity._format import (
     read_manifest,
     verify_dir,
 )
+from parity._fs import is_remote, join
 from parity._io import canonical_json
 from parity.errors import ArtifactError, NotFoundError, RegistryError
 from parity.registry._refs import Ref, parse_ref, validate_alias, validate_name
@@ -50,6 +59,7 @@ from parity.registry._storage import LocalStorage, Storage
 
 if TYPE_CHECKING:
     from parity.artifact import Artifact
+    from parity.registry._fsck import FsckProblem
 
 __all__ = [
     "AliasChange",
@@ -61,6 +71,8 @@ __all__ = [
 ]
 
 _INDEX_FORMAT = 1
+STALE_AFTER_S = 3600.0
+"""Default age of an untouched ``.staging`` folder after which no live push can own it."""
 
 
 class SavableArtifact(Protocol):
@@ -119,6 +131,21 @@ class AliasChange:
     new_version: int | None
 
 
+def _replay(changes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The aliases a sequence of history entries leads to."""
+    aliases: dict[str, int] = {}
+    for change in changes:
+        if change.get("new_version") is None:
+            aliases.pop(str(change.get("alias")), None)
+        else:
+            aliases[str(change["alias"])] = int(change["new_version"])
+    return aliases
+
+
+def _history_line(change: Mapping[str, Any]) -> bytes:
+    return (json.dumps(dict(change), sort_keys=True, separators=(",", ":")) + "\n").encode()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -139,14 +166,27 @@ def _names(items: Sequence[object]) -> str:
 class Registry:
     """Numbered, immutable, content-addressed model versions with movable aliases."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, storage: Storage | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        storage: Storage | None = None,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> None:
+        self.stale_after_s = stale_after_s
+        """Age after which a push's ``.staging`` folder counts as crash debris (cleaned on the next write)."""
         if storage is not None and root is not None:
             raise RegistryError("pass either root or storage to Registry, not both")
+        self.root: Path | None = None
         if storage is None:
-            self.root: Path | None = Path(root).expanduser().absolute() if root is not None else default_root()
-            storage = LocalStorage(self.root / "registry")
-        else:
-            self.root = None
+            location = root if root is not None else os.environ.get("PARITY_HOME")
+            if is_remote(location):
+                from parity.registry._s3 import S3Storage
+
+                storage = S3Storage(join(str(location), "registry"))
+            else:
+                self.root = Path(root).expanduser().absolute() if root is not None else default_root()
+                storage = LocalStorage(self.root / "registry")
         self.storage: Storage = storage
 
     def __repr__(self) -> str:
@@ -159,17 +199,21 @@ class Registry:
         return f"models/{name}"
 
     def _read_index(self, name: str) -> dict[str, Any] | None:
+        return self._read_index_tagged(name)[0]
+
+    def _read_index_tagged(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The index and the tag a compare-and-swap write of it needs (None, None: no index yet)."""
         try:
-            raw = self.storage.read_bytes(f"{self._model(name)}/index.json")
+            raw, tag = self.storage.read_tagged(f"{self._model(name)}/index.json")
         except FileNotFoundError:
-            return None
+            return None, None
         try:
             index = json.loads(raw)
         except ValueError as exc:
             raise RegistryError(f"index of model {name!r} is not valid JSON: {exc}") from exc
         if not isinstance(index, dict) or index.get("format") != _INDEX_FORMAT:
             raise RegistryError(f"index of model {name!r} has an unknown format; upgrade parity")
-        return index
+        return index, tag
 
     def _index(self, name: str) -> dict[str, Any]:
         index = self._read_index(validate_name(name))
@@ -177,8 +221,9 @@ class Registry:
             raise NotFoundError(f"no model named {name!r} in {self.storage!r}; models: {_names(self._model_names())}")
         return index
 
-    def _write_index(self, name: str, index: dict[str, Any]) -> None:
-        self.storage.write_bytes_atomic(f"{self._model(name)}/index.json", canonical_json(index))
+    def _write_index(self, name: str, index: dict[str, Any], tag: str | None) -> None:
+        # Compare-and-swap on top of the lock: a writer whose lock lapsed cannot overwrite a newer index.
+        self.storage.write_if(f"{self._model(name)}/index.json", canonical_json(index), tag)
 
     def _model_names(self) -> builtins.list[str]:
         return [
@@ -241,7 +286,10 @@ class Registry:
 
     def _commit(self, name: str, digest: str, staging: str) -> ModelVersion:
         """Turn a staged copy into the next version; the caller holds the model lock."""
-        index = self._read_index(name) or {"format": _INDEX_FORMAT, "name": name, "versions": [], "aliases": {}}
+        stored, tag = self._read_index_tagged(name)
+        index = stored or {"format": _INDEX_FORMAT, "name": name, "versions": [], "aliases": {}}
+        for _, key in self.find_debris(name, index, keep=staging):
+            self.storage.delete(key)
         if (existing := self._find_digest(name, index, digest)) is not None:
             return existing
         # Also skip numbers whose folder exists without an index entry (a crash between rename and index write).
@@ -250,8 +298,40 @@ class Registry:
         self.storage.move(staging, f"{self._model(name)}/versions/{number}")
         entry = {"version": number, "digest": digest, "digest_scheme": DIGEST_SCHEME, "created": _now()}
         index["versions"].append(entry)
-        self._write_index(name, index)
+        self._write_index(name, index, tag)
         return self._version(name, index, entry)
+
+    def find_debris(
+        self, name: str, index: Mapping[str, Any] | None, keep: str | None = None
+    ) -> builtins.list[tuple[str, str]]:
+        """Return (kind, key) of what crashed writers left for model ``name``; the caller holds its lock.
+
+        Found: ``.staging`` folders untouched for ``stale_after_s`` (a live push keeps writing to its
+        own; ``keep`` is the caller's), version folders the index does not list (renamed, then the
+        process died before the index write: never acknowledged) and temp files of interrupted atomic
+        writes (every atomic write of a model happens under its lock).
+        """
+        model = self._model(name)
+        found: builtins.list[tuple[str, str]] = []
+        for child in self.storage.list(f"{model}/.staging"):
+            key = f"{model}/.staging/{child}"
+            age = self.storage.age(key)
+            if key != keep and (age is None or age >= self.stale_after_s):
+                found.append(("stale_staging", key))
+        listed = {int(e["version"]) for e in (index or {}).get("versions", [])}
+        for child in self.storage.list(f"{model}/versions"):
+            if not (child.isdigit() and int(child) in listed):
+                found.append(("orphan_version", f"{model}/versions/{child}"))
+        found += [
+            ("temp_file", f"{model}/{c}") for c in self.storage.list(model) if c.startswith(".") and c.endswith(".tmp")
+        ]
+        return found
+
+    def fsck(self, *, repair: bool = False, verify: bool = True) -> builtins.list[FsckProblem]:
+        """Check every model for crash debris and inconsistencies; with ``repair``, fix what can be fixed."""
+        from parity.registry._fsck import fsck
+
+        return fsck(self, repair=repair, verify=verify)
 
     # ------------------------------------------------------------------ read
 
@@ -304,6 +384,11 @@ class Registry:
                 return self._version(name, index, entry)
         raise NotFoundError(f"model {name!r} has no version {wanted}; versions: {_names(numbers)}")
 
+    def _fetch(self, version: ModelVersion) -> ModelVersion:
+        """Make sure the version's files are in ``version.path`` (remote storage: download once)."""
+        self.storage.fetch(f"{self._model(version.name)}/versions/{version.version}")
+        return version
+
     def _get_by_content(self, directory: Path) -> ModelVersion:
         manifest = read_manifest(directory)
         name = validate_name(manifest.get("name"))
@@ -342,7 +427,7 @@ class Registry:
         if parsed.kind == "path":
             manifest = verify_dir(self._artifact_dir(parsed))
             return self.get(parsed), manifest
-        version = self.get(parsed)
+        version = self._fetch(self.get(parsed))
         # The files match the manifest; the digest catches a manifest edited to match them (or any claim in it).
         return version, verify_dir(version.path, digest=version.digest, scheme=version.digest_scheme, label=version)
 
@@ -355,7 +440,7 @@ class Registry:
         if parsed.kind == "path":
             return load_artifact(self._artifact_dir(parsed), trusted=trusted)
         # One resolution: a concurrent alias move cannot change the version between check and load.
-        version = self.get(parsed)
+        version = self._fetch(self.get(parsed))
         artifact = load_artifact(
             version.path, trusted=trusted, digest=version.digest, scheme=version.digest_scheme, label=version
         )
@@ -383,7 +468,11 @@ class Registry:
     def _change_alias(self, name: str, alias: str, version: int | None) -> AliasChange:
         self._index(name)  # NotFoundError before taking a lock for an unknown model
         with self.storage.lock(name):
-            index = self._index(name)
+            stored, tag = self._read_index_tagged(name)
+            index = stored if stored is not None else self._index(name)
+            for _, key in self.find_debris(name, index):
+                self.storage.delete(key)
+            index.setdefault("changes", len(self._sync_history(name, index)))
             numbers = sorted(int(e["version"]) for e in index["versions"])
             old = index["aliases"].get(alias)
             if version is None and old is None:
@@ -399,28 +488,65 @@ class Registry:
                 del index["aliases"][alias]
             else:
                 index["aliases"][alias] = version
-            # History first: a crash in between leaves a logged change not applied, never an unlogged one.
-            line = json.dumps(change.__dict__, sort_keys=True, separators=(",", ":")) + "\n"
-            self.storage.append_bytes(f"{self._model(name)}/history.jsonl", line.encode())
-            self._write_index(name, index)
+            # The index is the truth and is written first; it also carries the change, so a crash before
+            # the history append leaves a line that history() derives and the next write appends.
+            index["changes"] = int(index["changes"]) + 1
+            index["last_change"] = change.__dict__
+            self._write_index(name, index, tag)
+            self.storage.append_bytes(self._history_key(name), _history_line(change.__dict__))
             return change
 
-    def history(self, name: str) -> builtins.list[AliasChange]:
-        """Return every alias change of model ``name``, oldest first."""
-        self._index(name)
+    def _history_key(self, name: str) -> str:
+        return f"{self._model(name)}/history.jsonl"
+
+    def _read_history(self, name: str) -> tuple[builtins.list[dict[str, Any]], bool]:
+        """Parsed history lines and whether the file ends in a torn line (a crash mid-append)."""
         try:
-            raw = self.storage.read_bytes(f"{self._model(name)}/history.jsonl")
+            raw = self.storage.read_bytes(self._history_key(name))
         except FileNotFoundError:
-            return []
-        lines = raw.decode().splitlines()
-        out = []
+            return [], False
+        lines = raw.decode("utf-8", errors="replace").splitlines()
+        out: builtins.list[dict[str, Any]] = []
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
-                out.append(AliasChange(**json.loads(line)))
+                entry = json.loads(line)
+                AliasChange(**entry)
             except (ValueError, TypeError) as exc:
                 if i == len(lines) - 1:
-                    break  # a torn final line from a crash mid-append: the change never happened
+                    return out, True
                 raise RegistryError(f"history of model {name!r} is corrupt at line {i + 1}: {exc}") from exc
-        return out
+            out.append(entry)
+        return out, False
+
+    @staticmethod
+    def _derived_history(
+        index: Mapping[str, Any], lines: builtins.list[dict[str, Any]]
+    ) -> builtins.list[dict[str, Any]]:
+        """The history the index implies: its first ``changes`` lines, plus ``last_change`` if not appended yet."""
+        if "changes" not in index:
+            # An index written before it counted changes (history was appended first then): a last line
+            # whose change the index does not show was never applied.
+            if lines and _replay(lines) != index["aliases"] and _replay(lines[:-1]) == index["aliases"]:
+                return lines[:-1]
+            return lines
+        count = int(index["changes"])
+        kept = lines[:count]  # lines past the count were never applied (crash debris of older versions)
+        if len(kept) == count - 1 and index.get("last_change"):
+            kept = [*kept, dict(index["last_change"])]
+        return kept
+
+    def _sync_history(self, name: str, index: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
+        """Rewrite the history file to what the index implies if it differs; the caller holds the lock."""
+        lines, torn = self._read_history(name)
+        derived = self._derived_history(index, lines)
+        if derived != lines or torn:
+            self.storage.write_bytes_atomic(self._history_key(name), b"".join(_history_line(e) for e in derived))
+        return derived
+
+    def history(self, name: str) -> builtins.list[AliasChange]:
+        """Return every alias change of model ``name``, oldest first (derived from the index)."""
+        index = self._index(name)
+        lines, _ = self._read_history(name)
+        return [AliasChange(**e) for e in self._derived_history(index, lines)]

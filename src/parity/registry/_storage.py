@@ -10,19 +10,25 @@ lease object, and ``local_path`` by materialising the prefix into a local cache.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from parity._io import atomic_write_bytes
+from parity._io import atomic_write_bytes, sha256_bytes
 from parity.errors import RegistryError
 
-__all__ = ["LocalStorage", "Storage"]
+__all__ = ["ConflictError", "LocalStorage", "Storage"]
 
 _READ_ONLY = 0o444
+
+
+class ConflictError(RegistryError):
+    """A conditional write lost: another writer changed the object first."""
 
 
 def _key_parts(key: str) -> tuple[str, ...]:
@@ -45,6 +51,15 @@ class Storage(Protocol):
         """Replace ``key`` with ``data`` so readers see the old or the new content, never a part."""
         ...
 
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        """Return the content of ``key`` and a tag of that content (S3: its ETag)."""
+        ...
+
+    def write_if(self, key: str, data: bytes, tag: str | None) -> str:
+        """Write ``key`` atomically only if its tag is still ``tag`` (None: only if absent), else
+        raise :class:`ConflictError`; return the new tag."""
+        ...
+
     def append_bytes(self, key: str, data: bytes) -> None:
         """Append ``data`` to ``key`` durably (creating it); callers hold the lock."""
         ...
@@ -55,6 +70,10 @@ class Storage(Protocol):
 
     def list(self, prefix: str) -> builtins.list[str]:
         """Return the sorted names of the direct children of ``prefix`` (empty if it is absent)."""
+        ...
+
+    def age(self, key_prefix: str) -> float | None:
+        """Seconds since anything under ``key_prefix`` was last written (None if it does not exist)."""
         ...
 
     def put_dir(self, local_dir: Path, key_prefix: str, files: Iterable[str]) -> None:
@@ -70,7 +89,11 @@ class Storage(Protocol):
         ...
 
     def local_path(self, key_prefix: str) -> Path:
-        """Return a local directory holding ``key_prefix`` (a cache for remote backends)."""
+        """Return the local directory of ``key_prefix`` (for remote backends a cache, maybe not filled yet)."""
+        ...
+
+    def fetch(self, key_prefix: str) -> Path:
+        """Make sure :meth:`local_path` holds ``key_prefix`` (remote: download once) and return it."""
         ...
 
     def lock(self, name: str) -> AbstractContextManager[None]:
@@ -99,6 +122,22 @@ class LocalStorage:
         """Replace ``key`` with ``data`` via a temp file and ``os.replace``."""
         atomic_write_bytes(self._path(key), data)
 
+    def read_tagged(self, key: str) -> tuple[bytes, str]:
+        """Return the content of ``key`` and its sha256 as the tag."""
+        data = self.read_bytes(key)
+        return data, sha256_bytes(data)
+
+    def write_if(self, key: str, data: bytes, tag: str | None) -> str:
+        """Compare-and-swap by content hash; callers hold the flock, which makes it atomic here."""
+        try:
+            current: str | None = self.read_tagged(key)[1]
+        except FileNotFoundError:
+            current = None
+        if current != tag:
+            raise ConflictError(f"{self._path(key)} was changed by another writer")
+        self.write_bytes_atomic(key, data)
+        return sha256_bytes(data)
+
     def append_bytes(self, key: str, data: bytes) -> None:
         """Append ``data`` to ``key`` and fsync, so an acknowledged append survives a crash."""
         path = self._path(key)
@@ -118,6 +157,19 @@ class LocalStorage:
         if not path.is_dir():
             return []
         return sorted(child.name for child in path.iterdir())
+
+    def age(self, key_prefix: str) -> float | None:
+        """Seconds since the newest modification of ``key_prefix`` or anything under it."""
+        path = self._path(key_prefix)
+        try:
+            newest = path.lstat().st_mtime
+        except FileNotFoundError:
+            return None
+        if path.is_dir():
+            for child in path.rglob("*"):
+                with contextlib.suppress(FileNotFoundError):
+                    newest = max(newest, child.lstat().st_mtime)
+        return max(0.0, time.time() - newest)
 
     def put_dir(self, local_dir: Path, key_prefix: str, files: Iterable[str]) -> None:
         """Copy ``files`` of ``local_dir`` under ``key_prefix``, fsynced and chmod 0o444."""
@@ -151,6 +203,10 @@ class LocalStorage:
 
     def local_path(self, key_prefix: str) -> Path:
         """Return the directory of ``key_prefix`` (it is already local)."""
+        return self._path(key_prefix)
+
+    def fetch(self, key_prefix: str) -> Path:
+        """Return the directory of ``key_prefix`` (nothing to download)."""
         return self._path(key_prefix)
 
     @contextmanager

@@ -2,6 +2,8 @@
 
 Modules, one job each::
 
+    _checks      request checks shared by REST and gRPC: token, request id, Host, content type
+    _http        the HTTP/1.1 connection protocol: header/body timeouts, header cap, probes beside the limit
     _errors      server errors + the one table of HTTP / gRPC codes (status_for)
     _dataplane   DataPlane: protocol logic shared by REST and gRPC
     _repository  loaded model versions, hot reload, load/unload
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 from parity.server._config import ServerConfig
 from parity.server._dataplane import DataPlane, InferResult
 from parity.server._errors import (
+    AddressInUse,
     BadRequest,
     ModelNotFound,
     ModelNotReady,
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 __all__ = [
+    "AddressInUse",
     "BadRequest",
     "DataPlane",
     "InferResult",

@@ -25,6 +25,7 @@ import inspect
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -32,11 +33,16 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.supervisors import Multiprocess
 
+from parity.errors import ParityError
 from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server._config import ENV_CONFIG, ServerConfig
 from parity.server._dataplane import DataPlane
+from parity.server._errors import AddressInUse
+from parity.server._http import GuardedHttpProtocol, HttpLimits
 from parity.server._logging import configure_logging
 from parity.server._rest import RestSettings, build_rest_app
 
@@ -87,8 +93,12 @@ def create_app(config: ServerConfig, make_dataplane: DataPlaneFactory | None = N
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         grpc_server = None
         try:
-            await dataplane.start(config.reload_interval_s)
-            grpc_server = await _start_grpc(dataplane, config)
+            try:
+                await dataplane.start(config.reload_interval_s)
+                grpc_server = await _start_grpc(dataplane, config)
+            except Exception as exc:
+                app.state.startup_error = exc  # serve() re-raises it for the CLI's exit-code table
+                raise
             # Everything loaded so far (libraries, models) lives as long as the process: moving it
             # out of the collector's generations makes full collections cheap (lower p99).
             gc.collect()
@@ -107,13 +117,40 @@ def create_app(config: ServerConfig, make_dataplane: DataPlaneFactory | None = N
                 log.info("prediction lake closed: %d row(s) written, %d dropped", lake.written, lake.dropped)
 
     settings = RestSettings(
-        token=config.token, max_request_bytes=config.max_request_bytes, request_timeout_s=config.request_timeout_s
+        token=config.token,
+        max_request_bytes=config.max_request_bytes,
+        request_timeout_s=config.request_timeout_s,
+        allowed_hosts=config.hosts,
     )
     app = build_rest_app(dataplane, settings, lifespan=lifespan)
+    app.add_middleware(_OneLineStartupErrors)
+    app.state.startup_error = None
     app.state.dataplane = dataplane
     app.state.lake = lake
     app.state.config = config
     return app
+
+
+class _OneLineStartupErrors:
+    """ASGI middleware: a ParityError failing startup is logged as its message, not as a traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass every scope on; rewrite a lifespan startup failure's message."""
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        state = scope.get("app")
+
+        async def send_one_line(message: Message) -> None:
+            error = getattr(getattr(state, "state", None), "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and isinstance(error, ParityError | OSError):
+                message = {**message, "message": f"startup failed: {error}"}
+            await send(message)
+
+        await self.app(scope, receive, send_one_line)
 
 
 def app_from_env() -> Starlette:
@@ -141,12 +178,13 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "host": config.host,
         "port": config.port,
         "loop": "uvloop",
-        "http": "httptools",
         "lifespan": "on",
         "access_log": config.access_log,
         "log_config": None,
         "log_level": config.log_level,
         "limit_concurrency": config.limit_concurrency,
+        "http": GuardedHttpProtocol,
+        "ws": "none",
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,
@@ -156,10 +194,34 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
     }
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening REST socket (bound here so a busy port is one clear AddressInUse, not a log line)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _uvicorn_config(app: Any, config: ServerConfig, **kwargs: Any) -> uvicorn.Config:
+    ucfg = uvicorn.Config(app, **_uvicorn_options(config), **kwargs)
+    # Read by GuardedHttpProtocol; an attribute of the Config survives the pickling of --workers N.
+    ucfg.parity_http = HttpLimits(  # type: ignore[attr-defined]
+        header_timeout_s=config.header_timeout_s,
+        body_timeout_s=config.body_timeout_s,
+        max_header_bytes=config.max_header_bytes,
+    )
+    return ucfg
+
+
 def serve(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (blocking); a ref that resolves to nothing raises a ParityError."""
     configure_logging(config.log_level)
-    options = _uvicorn_options(config)
     if make_dataplane is None:
         if not config.refs:
             raise ValueError("nothing to serve: pass at least one model reference (path, name, name:N or name@alias)")
@@ -167,17 +229,28 @@ def serve(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) 
         registry = Registry(config.registry) if config.registry else Registry()
         for ref in config.refs:
             registry.path(ref)
-        if config.workers > 1:
-            os.environ[ENV_CONFIG] = config.to_json()
-            uvicorn.run("parity.server._app:app_from_env", factory=True, workers=config.workers, **options)
-            return
     elif config.workers > 1:
-        raise ValueError("a custom data plane (e.g. a composition) runs in one process: pass --workers 1")
+        raise ValueError(f"a custom data plane (e.g. a composition) runs in one process; workers is {config.workers}")
+    sock = _bind(config.host, config.port)
+    if config.workers > 1:
+        os.environ[ENV_CONFIG] = config.to_json()
+        ucfg = _uvicorn_config("parity.server._app:app_from_env", config, factory=True, workers=config.workers)
+        Multiprocess(ucfg, sockets=[sock]).run()
+        return
     app = create_app(config, make_dataplane)
-    server = _Server(uvicorn.Config(app, **options), app.state.dataplane)
+    server = _Server(_uvicorn_config(app, config), app.state.dataplane)
     # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
     # into a normal return, so a graceful SIGTERM exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn exits 3 when the lifespan startup failed
+        if server.started or app.state.startup_error is None:
+            raise
     if not server.started:
-        raise SystemExit(3)
+        error = app.state.startup_error
+        if isinstance(error, ParityError):
+            raise error  # the CLI maps it to its exit code (integrity 6, untrusted 7, ...)
+        if isinstance(error, OSError):
+            raise AddressInUse(str(error)) from None
+        raise SystemExit(1)

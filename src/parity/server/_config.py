@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
+from parity.server._checks import default_allowed_hosts
 
 __all__ = ["DEFAULT_LAKE", "ENV_CONFIG", "ServerConfig"]
 
@@ -42,22 +43,41 @@ class ServerConfig:
     lake_flush_interval_s: float = 2.0
     graceful_timeout_s: float = 30.0
     limit_concurrency: int = 2048
-    """Connections + in-flight requests per process before uvicorn answers 503."""
+    """Connections + in-flight requests per process before uvicorn answers 503 (health probes excepted)."""
+    header_timeout_s: float = 5.0
+    """Seconds a connection may take to send a request's headers (408 and closed after)."""
+    body_timeout_s: float = 10.0
+    """Seconds a request may take to send its declared body once its headers arrived (408 after)."""
+    max_header_bytes: int = 64 * 1024
+    """Largest request line + headers (431 above)."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """Accepted ``Host`` headers (``*`` any; ``*.example.com`` subdomains); None: the loopback names
+    when bound to loopback, any host otherwise."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form options for adapters (e.g. gRPC settings)."""
 
     def __post_init__(self) -> None:
         self.refs = tuple(str(r) for r in self.refs)
+        if self.allowed_hosts is not None:
+            self.allowed_hosts = tuple(h.strip().lower() for h in self.allowed_hosts if h.strip())
         if self.token is None:
             self.token = os.environ.get("PARITY_TOKEN") or None
         if self.grpc_port == 0:
             self.grpc_port = None
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("pass both --tls-cert and --tls-key, or neither")
+            raise ValueError("pass both tls_cert and tls_key, or neither")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_request_bytes < 1:
             raise ValueError(f"max_request_bytes must be positive, got {self.max_request_bytes}")
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The ``Host`` headers REST accepts (``allowed_hosts`` or the default for ``host``)."""
+        return self.allowed_hosts if self.allowed_hosts is not None else default_allowed_hosts(self.host)
 
     def to_json(self) -> str:
         """Serialise for worker processes."""

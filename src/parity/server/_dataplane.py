@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import reprlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -302,7 +303,7 @@ def _unreadable(handle: ModelHandle, columns: Mapping[str, Any], exc: BaseExcept
                 if isinstance(value, list | tuple | dict):
                     return SchemaError(
                         f"column {spec.name!r} takes one {spec.datatype} value per row; "
-                        f"received {type(value).__name__} {value!r:.80} at row {row}",
+                        f"received {type(value).__name__} {reprlib.repr(value)} at row {row}",
                         column=spec.name,
                     )
             reason = f"column {spec.name!r}: values cannot be read as {spec.datatype} ({column_exc})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from parity.errors import (
+    AddressInUse,
     ArtifactError,
     CompositionError,
     DeclarationError,
@@ -32,7 +33,10 @@ from parity.errors import (
 
 __all__ = [
     "STATUS",
+    "AddressInUse",
     "BadRequest",
+    "HostNotAllowed",
+    "LimitExceeded",
     "ModelNotFound",
     "ModelNotReady",
     "PayloadTooLarge",
@@ -40,6 +44,7 @@ __all__ = [
     "ServerError",
     "Status",
     "Unauthorized",
+    "UnsupportedMediaType",
     "status_for",
 ]
 
@@ -66,6 +71,18 @@ class BadRequest(ServerError):
 
 class PayloadTooLarge(ServerError):
     """The request body exceeds ``max_request_bytes``."""
+
+
+class UnsupportedMediaType(ServerError):
+    """A POST body in a content type the endpoint refuses (the ones a web page can send cross-site)."""
+
+
+class HostNotAllowed(BadRequest):
+    """The ``Host`` header names a host the server does not answer for (DNS rebinding)."""
+
+
+class LimitExceeded(ServerError):
+    """A server-side cap was reached (e.g. the number of model slots)."""
 
 
 class Unauthorized(ServerError):
@@ -104,6 +121,10 @@ STATUS: dict[type[BaseException], Status] = {
     BadRequest: Status(400, "INVALID_ARGUMENT"),
     PayloadTooLarge: Status(413, "RESOURCE_EXHAUSTED"),
     Unauthorized: Status(401, "UNAUTHENTICATED"),
+    UnsupportedMediaType: Status(415, "INVALID_ARGUMENT"),
+    HostNotAllowed: Status(400, "INVALID_ARGUMENT"),
+    LimitExceeded: Status(429, "RESOURCE_EXHAUSTED"),
+    AddressInUse: Status(500, "UNAVAILABLE"),
     RequestTimeout: Status(504, "DEADLINE_EXCEEDED"),
     CompositionError: Status(500, "INTERNAL"),
     DeclarationError: Status(500, "FAILED_PRECONDITION"),

@@ -14,17 +14,18 @@ only raw); a typed request gets typed outputs. Every output tensor has shape ``[
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from parity.codec import WIRE_DTYPES
 from parity.errors import SchemaError
 from parity.proto import CONTENTS_FIELD
 from parity.schema import Signature
 from parity.server._errors import BadRequest
-from parity.server._tensors import FIXED_DTYPES, OIP_DATATYPES, decode_raw, encode_raw
+from parity.server._tensors import check_tensor, decode_raw, encode_raw
 from parity.server.proto import open_inference_grpc_pb2 as pb
 
 __all__ = ["CONTENTS_FIELD", "DecodedInfer", "decode_infer_request", "encode_infer_response"]
@@ -50,16 +51,6 @@ class DecodedInfer:
     outputs: list[str]
 
 
-def _rows(name: str, shape: Sequence[int]) -> int:
-    """Row count of a tensor shape, which must be [N] or [N, 1]."""
-    dims = list(shape)
-    if any(d < 0 for d in dims):
-        raise BadRequest(f"input {name!r}: shape must hold non-negative sizes; received {dims}", column=name)
-    if len(dims) == 1 or (len(dims) == 2 and dims[1] == 1):
-        return dims[0]
-    raise SchemaError(f"input {name!r} must have shape [N] or [N, 1] (one column); received {dims}", column=name)
-
-
 def _typed(name: str, datatype: str, contents: Any, rows: int) -> Any:
     """Values of one tensor from its typed contents, checking the field and the count."""
     field = CONTENTS_FIELD[datatype]
@@ -82,12 +73,12 @@ def _typed(name: str, datatype: str, contents: Any, rows: int) -> Any:
             except UnicodeDecodeError:
                 raise BadRequest(f"input {name!r}: bytes_contents[{i}] is not valid UTF-8", column=name) from None
         return out
-    return np.array(values, dtype=FIXED_DTYPES[datatype])
+    return np.array(values, dtype=WIRE_DTYPES[datatype])
 
 
 def _raw(name: str, datatype: str, raw: bytes, rows: int, index: int) -> Any:
     """Values of one tensor from its raw bytes, with the size checked in gRPC terms."""
-    dtype = FIXED_DTYPES.get(datatype)
+    dtype = WIRE_DTYPES.get(datatype)
     if dtype is not None and len(raw) != rows * dtype.itemsize:
         raise BadRequest(
             f"input {name!r}: raw_input_contents[{index}] has {len(raw)} bytes but {rows} {datatype} values "
@@ -112,18 +103,7 @@ def decode_infer_request(request: pb.ModelInferRequest, signature: Signature) ->
     columns: dict[str, Any] = {}
     for i, tensor in enumerate(request.inputs):
         name = tensor.name
-        if name in columns:
-            raise BadRequest(f"input {name!r} is given twice", column=name)
-        spec = known.get(name)
-        if spec is None:
-            raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
-        if tensor.datatype not in OIP_DATATYPES:
-            raise BadRequest(f"input {name!r}: unknown datatype {tensor.datatype!r}", column=name)
-        if tensor.datatype != spec.datatype:
-            raise SchemaError(
-                f"input {name!r} expects datatype {spec.datatype}; received {tensor.datatype}", column=name
-            )
-        rows = _rows(name, tensor.shape)
+        spec, rows = check_tensor(name, tensor.datatype, list(tensor.shape), known, columns, signature)
         has_contents = tensor.HasField("contents")
         if raw:
             if has_contents:

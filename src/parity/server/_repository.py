@@ -19,16 +19,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from parity.artifact import Artifact, load_artifact
-from parity.errors import ParityError, ParityMismatchError
+from parity.errors import NotFoundError, ParityError, ParityMismatchError
 from parity.registry import Ref, Registry, parse_ref, validate_name
 from parity.server._batching import Batcher
-from parity.server._errors import ModelNotFound
+from parity.server._checks import echo
+from parity.server._errors import LimitExceeded, ModelNotFound
 
-__all__ = ["ModelHandle", "ModelRepository"]
+__all__ = ["MAX_SLOTS", "ModelHandle", "ModelRepository"]
+
+MAX_SLOTS = 64
+"""Most model refs one server holds (configured + loaded through the repository extension)."""
 
 log = logging.getLogger("parity.server")
 
@@ -70,7 +74,6 @@ class _Slot:
     unloaded: bool = False
     failed_version: int | None = None
     last_error: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dynamic(self) -> bool:
@@ -85,6 +88,11 @@ def _load_ref(name: str) -> Ref:
     # parse_ref reads '.x', '~x' and bare words naming a local artifact directory as paths; a client
     # must not make the server load from its filesystem, so only a valid model name passes (as latest).
     return Ref(kind="latest", name=validate_name(name))
+
+
+def _same_ref(a: Ref, b: Ref) -> bool:
+    """True when two refs name the same thing (``penguins:1`` however it was spelled)."""
+    return (a.kind, a.name, a.version, a.alias, a.path) == (b.kind, b.name, b.version, b.alias, b.path)
 
 
 BatcherFactory = Callable[[Artifact, str], Batcher]
@@ -129,8 +137,8 @@ class ModelRepository:
         if name not in self._versions:
             if any(s.name == name and s.unloaded for s in self._slots):
                 return f"model {name!r} is unloaded; load it with POST /v2/repository/models/{name}/load"
-            return f"unknown model {name!r}; this server serves {sorted(self._versions)}"
-        return f"model {name!r} has no version {str(version)!r}; served versions: {self.versions(name)}"
+            return f"unknown model {echo(name)}; this server serves {sorted(self._versions)}"
+        return f"model {name!r} has no version {echo(str(version))}; served versions: {self.versions(name)}"
 
     def names(self) -> list[str]:
         """Served model names."""
@@ -146,8 +154,9 @@ class ModelRepository:
             yield from by_version.values()
 
     def all_ready(self) -> bool:
-        """True when every configured (not unloaded) slot has a ready handle."""
-        return all(s.unloaded or (s.handle is not None and s.handle.ready) for s in self._slots)
+        """True when some model serves and every configured (not unloaded) slot has a ready handle."""
+        live = [s for s in self._slots if not s.unloaded]
+        return bool(live) and all(s.handle is not None and s.handle.ready for s in live)
 
     def _rebuild(self) -> None:
         """Recompute the lookup maps from the slots (copy-on-write: readers never see a half state)."""
@@ -276,12 +285,26 @@ class ModelRepository:
     # ------------------------------------------------------------------ repository extension
 
     async def load(self, name: str) -> None:
-        """(Re)load every slot of model ``name``; an unknown name is loaded as ``name`` (latest)."""
+        """(Re)load the slots of ``name`` (a model name, ``name:N`` or ``name@alias``); a new ref gets a slot."""
         async with self._lock:
-            slots = [s for s in self._slots if s.name == name]
+            parsed = _load_ref(name)  # validates the name (RegistryError -> 400)
+            # A bare name reloads every slot of that model; a pinned ref the slot of the same ref.
+            if parsed.kind == "latest":
+                slots = [s for s in self._slots if s.name == parsed.name or _same_ref(s.parsed, parsed)]
+            else:
+                slots = [s for s in self._slots if _same_ref(s.parsed, parsed)]
             if not slots:
-                slot = _Slot(name, _load_ref(name))  # validates the name (RegistryError -> 400)
-                await self._load_slot(slot)
+                if len(self._slots) >= MAX_SLOTS:
+                    raise LimitExceeded(
+                        f"this server already holds {len(self._slots)} model refs (the limit is {MAX_SLOTS}); "
+                        "unload one or restart with the refs to serve"
+                    )
+                slot = _Slot(name, parsed)
+                try:
+                    await self._load_slot(slot)
+                except NotFoundError as exc:
+                    # The registry's message names its storage location: a client must not learn paths.
+                    raise ModelNotFound(str(exc).replace(repr(self.registry.storage), "the registry")) from None
                 self._slots.append(slot)
                 self._rebuild()
                 return

@@ -1,21 +1,22 @@
 """REST adapter: Open Inference Protocol V2 (+ Triton binary tensors), KServe V1 records, repository
 extension, metrics and OpenAPI, as raw Starlette routes over the :class:`DataPlane`.
 
-Every handler is wrapped by :func:`_endpoint`, which takes the request id (``X-Request-ID`` or a
-new one, echoed back), checks the bearer token, applies the request timeout to POST handlers
-and turns exceptions into ``{"error": "..."}`` with the status of :func:`status_for`. Bodies are
-read with a byte limit (``Content-Length`` checked first, streamed bytes counted too). No
-pydantic, no pandas: orjson in, orjson out.
+:data:`ROUTES` lists every route (method, path, handler, flags); :class:`RestHandlers` holds one
+method per route. :func:`endpoint` wraps each: it takes the request id (``X-Request-ID`` cut to
+128 characters, or a new one, echoed back), refuses a ``Host`` outside ``allowed_hosts`` (DNS
+rebinding) and, on POST, the content types a web page can send cross-site without a CORS
+preflight (415), checks the bearer token, applies the request timeout and turns exceptions into
+``{"error": "..."}`` with the status of :func:`status_for`. Bodies are read with a byte limit
+(``Content-Length`` checked first, streamed bytes counted too). No pydantic, no pandas: orjson
+in, orjson out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from starlette.applications import Starlette
@@ -27,13 +28,22 @@ from starlette.types import Lifespan
 
 from parity.codec import records_to_columns
 from parity.errors import ParityError
+from parity.server._checks import BROWSER_FORM_TYPES, bearer_ok, echo, host_allowed, new_request_id, request_id
 from parity.server._dataplane import DataPlane
-from parity.server._errors import BadRequest, PayloadTooLarge, RequestTimeout, Unauthorized, status_for
+from parity.server._errors import (
+    BadRequest,
+    HostNotAllowed,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    UnsupportedMediaType,
+    status_for,
+)
 from parity.server._logging import request_id_var
 from parity.server._openapi import openapi_document
 from parity.server._tensors import InferRequest, encode_outputs, loads_json, parse_infer_request
 
-__all__ = ["HEADER_LENGTH", "RestSettings", "build_rest_app"]
+__all__ = ["HEADER_LENGTH", "ROUTES", "RestHandlers", "RestSettings", "RouteSpec", "build_rest_app", "endpoint"]
 
 log = logging.getLogger("parity.server")
 
@@ -46,16 +56,17 @@ class RestSettings:
     """Transport settings of the REST adapter."""
 
     def __init__(
-        self, *, token: str | None = None, max_request_bytes: int = 32 * 1024 * 1024, request_timeout_s: float = 30.0
+        self,
+        *,
+        token: str | None = None,
+        max_request_bytes: int = 32 * 1024 * 1024,
+        request_timeout_s: float = 30.0,
+        allowed_hosts: tuple[str, ...] = ("*",),
     ) -> None:
         self.token = token.encode() if token else None
         self.max_request_bytes = max_request_bytes
         self.request_timeout_s = request_timeout_s
-
-
-def _new_id() -> str:
-    """A random 128-bit request id (os.urandom is cheaper than uuid4 on the hot path)."""
-    return os.urandom(16).hex()
+        self.allowed_hosts = frozenset(allowed_hosts)
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -102,92 +113,68 @@ async def read_body(request: Request, limit: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def build_rest_app(
-    dataplane: DataPlane, settings: RestSettings, lifespan: Lifespan[Starlette] | None = None
-) -> Starlette:
-    """Return the Starlette application serving ``dataplane``."""
-    dp = dataplane
-    token = settings.token
-    limit = settings.max_request_bytes
-    timeout = settings.request_timeout_s
+class RestHandlers:
+    """The REST endpoints of one :class:`DataPlane`: one method per route of :data:`ROUTES`."""
 
-    def _endpoint(fn: Handler, *, protected: bool = True, timed: bool = False) -> Handler:
-        async def wrapper(request: Request) -> Response:
-            rid = request.headers.get("x-request-id", "")[:128] or _new_id()
-            request_id_var.set(rid)
-            try:
-                if protected and token is not None:
-                    _check_token(request, token)
-                if timed:
-                    limit_s = _caller_deadline(request, timeout)
-                    try:
-                        async with asyncio.timeout(limit_s):
-                            response = await fn(request)
-                    except TimeoutError:
-                        raise RequestTimeout(f"request not completed within {limit_s:g} s") from None
-                else:
-                    response = await fn(request)
-            except Exception as exc:
-                response = _error(exc)
-                status = response.status_code
-                if status >= 500:
-                    log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc, exc_info=status == 500)
-                else:
-                    log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-            response.headers["x-request-id"] = rid
-            return response
-
-        return wrapper
+    def __init__(self, dataplane: DataPlane, settings: RestSettings) -> None:
+        self.dp = dataplane
+        self.limit = settings.max_request_bytes
+        self._openapi = orjson.dumps(openapi_document())
 
     # ------------------------------------------------------------------ health and metadata
 
-    async def live(request: Request) -> Response:
-        return _json({"live": True}) if dp.live() else _json({"live": False}, 503)
+    async def live(self, request: Request) -> Response:
+        """OIP server liveness."""
+        return _json({"live": True}) if self.dp.live() else _json({"live": False}, 503)
 
-    async def ready(request: Request) -> Response:
-        return _json({"ready": True}) if dp.ready() else _json({"ready": False}, 503)
+    async def ready(self, request: Request) -> Response:
+        """OIP server readiness (503 while not ready)."""
+        return _json({"ready": True}) if self.dp.ready() else _json({"ready": False}, 503)
 
-    async def server_metadata(request: Request) -> Response:
-        return _json(dp.server_metadata())
+    async def server_metadata(self, request: Request) -> Response:
+        """OIP server metadata."""
+        return _json(self.dp.server_metadata())
 
-    async def model_metadata(request: Request) -> Response:
+    async def model_metadata(self, request: Request) -> Response:
+        """OIP model metadata."""
         p = request.path_params
-        return _json(dp.model_metadata(p["name"], p.get("version")))
+        return _json(self.dp.model_metadata(p["name"], p.get("version")))
 
-    async def model_ready(request: Request) -> Response:
+    async def model_ready(self, request: Request) -> Response:
+        """OIP model readiness: 200 means ready, a 4xx means not ready."""
         p = request.path_params
-        ok = dp.model_ready(p["name"], p.get("version"))
-        # OIP: 200 means ready, a 4xx means not ready.
+        ok = self.dp.model_ready(p["name"], p.get("version"))
         return _json({"name": p["name"], "ready": ok}, 200 if ok else 400)
 
     # ------------------------------------------------------------------ inference
 
-    async def decode_infer(request: Request, name: str, version: str | None) -> InferRequest:
-        handle = dp.handle(name, version)
-        body = await read_body(request, limit)
+    async def _decode_infer(self, request: Request, name: str, version: str | None) -> InferRequest:
+        handle = self.dp.handle(name, version)
+        body = await read_body(request, self.limit)
         raw_length = request.headers.get(HEADER_LENGTH)
         header_length: int | None = None
         if raw_length is not None:
             try:
                 header_length = int(raw_length)
             except ValueError:
-                raise BadRequest(f"invalid Inference-Header-Content-Length {raw_length!r}") from None
+                raise BadRequest(f"invalid Inference-Header-Content-Length {echo(raw_length)}") from None
         return parse_infer_request(body, header_length, handle.signature)
 
-    async def infer(request: Request) -> Response:
+    async def infer(self, request: Request) -> Response:
+        """OIP inference (JSON, or JSON header + binary tensors)."""
         p = request.path_params
         name, version = p["name"], p.get("version")
         try:
-            req = await decode_infer(request, name, version)
+            req = await self._decode_infer(request, name, version)
         except Exception as exc:  # failures inside dp.infer are counted there
-            dp.record_error(name, "rest", exc)
+            self.dp.record_error(name, "rest", exc)
             raise
-        rid = request_id_var.get() or _new_id()
-        result = await dp.infer(name, version, req.columns, request_id=rid, protocol="rest")
+        rid = request_id_var.get() or new_request_id()
+        result = await self.dp.infer(name, version, req.columns, request_id=rid, protocol="rest")
         requested = req.outputs or [(o, req.binary_output) for o in result.outputs]
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
-            header["id"] = req.id
+            header["id"] = request_id(req.id)
         if result.parameters:
             header["parameters"] = result.parameters
         content, json_length = encode_outputs(result.outputs, result.datatypes, requested, header)
@@ -199,24 +186,25 @@ def build_rest_app(
             headers={"Inference-Header-Content-Length": str(json_length)},
         )
 
-    async def decode_v1(request: Request, name: str) -> dict[str, list[Any]]:
-        handle = dp.handle(name)
-        body = await read_body(request, limit)
+    async def _decode_v1(self, request: Request, name: str) -> dict[str, list[Any]]:
+        handle = self.dp.handle(name)
+        body = await read_body(request, self.limit)
         payload = loads_json(body)
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             raise BadRequest('the request body must be {"instances": [{column: value, ...}, ...]}')
         return records_to_columns(handle.signature, instances, reject_extra=True)
 
-    async def v1_predict(request: Request) -> Response:
+    async def v1_predict(self, request: Request) -> Response:
+        """KServe V1: records in, records out."""
         name = request.path_params["name"]
         try:
-            columns = await decode_v1(request, name)
+            columns = await self._decode_v1(request, name)
         except Exception as exc:
-            dp.record_error(name, "v1", exc)
+            self.dp.record_error(name, "v1", exc)
             raise
-        rid = request_id_var.get() or _new_id()
-        result = await dp.infer(name, None, columns, request_id=rid, protocol="v1")
+        rid = request_id_var.get() or new_request_id()
+        result = await self.dp.infer(name, None, columns, request_id=rid, protocol="v1")
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
         body: dict[str, Any] = {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]}
@@ -226,56 +214,132 @@ def build_rest_app(
 
     # ------------------------------------------------------------------ repository extension
 
-    async def repository_index(request: Request) -> Response:
-        body = await read_body(request, limit)
+    async def repository_index(self, request: Request) -> Response:
+        """Every known model and its state (``{"ready": true}`` keeps the ready ones)."""
+        body = await read_body(request, self.limit)
         ready_only = False
         if body.strip():
             payload = loads_json(body)
             ready_only = isinstance(payload, dict) and bool(payload.get("ready", False))
-        index = dp.repository_index()
+        index = self.dp.repository_index()
         if ready_only:
             index = [m for m in index if m["state"] == "READY"]
         return _json(index)
 
-    async def repository_load(request: Request) -> Response:
-        await read_body(request, limit)
-        await dp.load(request.path_params["name"])
+    async def repository_load(self, request: Request) -> Response:
+        """Load (or reload) a model by registry ref."""
+        await read_body(request, self.limit)
+        await self.dp.load(request.path_params["name"])
         return _json({})
 
-    async def repository_unload(request: Request) -> Response:
-        await read_body(request, limit)
-        await dp.unload(request.path_params["name"])
+    async def repository_unload(self, request: Request) -> Response:
+        """Stop serving a model."""
+        await read_body(request, self.limit)
+        await self.dp.unload(request.path_params["name"])
         return _json({})
 
     # ------------------------------------------------------------------ operations
 
-    async def metrics(request: Request) -> Response:
-        return Response(dp.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus metrics."""
+        return Response(self.dp.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    openapi_body = orjson.dumps(openapi_document())
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document."""
+        return Response(self._openapi, media_type=_JSON)
 
-    async def openapi(request: Request) -> Response:
-        return Response(openapi_body, media_type=_JSON)
 
-    model = "/v2/models/{name}"
-    versioned = "/v2/models/{name}/versions/{version}"
+class RouteSpec(NamedTuple):
+    """One REST route: method, path, :class:`RestHandlers` method, and how :func:`endpoint` wraps it."""
+
+    method: str
+    path: str
+    handler: str
+    protected: bool = True
+    """Needs the bearer token (when one is set) and an allowed ``Host``."""
+    timed: bool = False
+    """Bounded by the request timeout (504)."""
+
+
+_MODEL = "/v2/models/{name}"
+_VERSIONED = "/v2/models/{name}/versions/{version}"
+ROUTES: tuple[RouteSpec, ...] = (
     # Starlette tries routes in order: the hot ones first.
+    RouteSpec("POST", _MODEL + "/infer", "infer", timed=True),
+    RouteSpec("POST", _VERSIONED + "/infer", "infer", timed=True),
+    RouteSpec("GET", "/v2/health/live", "live", protected=False),
+    RouteSpec("GET", "/v2/health/ready", "ready", protected=False),
+    RouteSpec("GET", "/v2", "server_metadata"),
+    RouteSpec("GET", _MODEL + "/ready", "model_ready"),
+    RouteSpec("GET", _VERSIONED + "/ready", "model_ready"),
+    RouteSpec("GET", _MODEL, "model_metadata"),
+    RouteSpec("GET", _VERSIONED, "model_metadata"),
+    RouteSpec("POST", "/v1/models/{name}:predict", "v1_predict", timed=True),
+    RouteSpec("POST", "/v2/repository/index", "repository_index", timed=True),
+    RouteSpec("POST", "/v2/repository/models/{name}/load", "repository_load", timed=True),
+    RouteSpec("POST", "/v2/repository/models/{name}/unload", "repository_unload", timed=True),
+    RouteSpec("GET", "/metrics", "metrics"),
+    RouteSpec("GET", "/openapi.json", "openapi"),
+)
+"""Every REST route, in matching order."""
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings) -> Handler:
+    """Wrap a handler: request id, Host and content-type checks, bearer token, timeout, errors as JSON."""
+    token = settings.token
+    hosts = settings.allowed_hosts
+    check_host = route.protected and "*" not in hosts
+    check_type = route.method == "POST"
+    timeout = settings.request_timeout_s if route.timed else None
+
+    async def wrapper(request: Request) -> Response:
+        headers = request.headers
+        rid = request_id(headers.get("x-request-id"))
+        request_id_var.set(rid)
+        try:
+            if check_host and not host_allowed(headers.get("host"), hosts):
+                raise HostNotAllowed(f"this server does not answer for host {echo(headers.get('host', ''))}")
+            if check_type and _media_type(request) in BROWSER_FORM_TYPES:
+                raise UnsupportedMediaType(
+                    f"content type {echo(_media_type(request))} is refused (a web page can send it cross-site); "
+                    "send application/json or application/octet-stream"
+                )
+            if route.protected and token is not None and not bearer_ok(headers.get("authorization"), token):
+                raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
+            if timeout is not None:
+                limit_s = _caller_deadline(request, timeout)
+                try:
+                    async with asyncio.timeout(limit_s):
+                        response = await fn(request)
+                except TimeoutError:
+                    raise RequestTimeout(f"request not completed within {limit_s:g} s") from None
+            else:
+                response = await fn(request)
+        except Exception as exc:
+            response = _error(exc)
+            status = response.status_code
+            if status >= 500:
+                log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc, exc_info=status == 500)
+            else:
+                log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+        response.headers["x-request-id"] = rid
+        return response
+
+    return wrapper
+
+
+def build_rest_app(
+    dataplane: DataPlane, settings: RestSettings, lifespan: Lifespan[Starlette] | None = None
+) -> Starlette:
+    """Return the Starlette application serving ``dataplane``: :data:`ROUTES` over :class:`RestHandlers`."""
+    handlers = RestHandlers(dataplane, settings)
     routes = [
-        Route(model + "/infer", _endpoint(infer, timed=True), methods=["POST"]),
-        Route(versioned + "/infer", _endpoint(infer, timed=True), methods=["POST"]),
-        Route("/v2/health/live", _endpoint(live, protected=False), methods=["GET"]),
-        Route("/v2/health/ready", _endpoint(ready, protected=False), methods=["GET"]),
-        Route("/v2", _endpoint(server_metadata), methods=["GET"]),
-        Route(model + "/ready", _endpoint(model_ready), methods=["GET"]),
-        Route(versioned + "/ready", _endpoint(model_ready), methods=["GET"]),
-        Route(model, _endpoint(model_metadata), methods=["GET"]),
-        Route(versioned, _endpoint(model_metadata), methods=["GET"]),
-        Route("/v1/models/{name}:predict", _endpoint(v1_predict, timed=True), methods=["POST"]),
-        Route("/v2/repository/index", _endpoint(repository_index, timed=True), methods=["POST"]),
-        Route("/v2/repository/models/{name}/load", _endpoint(repository_load), methods=["POST"]),
-        Route("/v2/repository/models/{name}/unload", _endpoint(repository_unload), methods=["POST"]),
-        Route("/metrics", _endpoint(metrics), methods=["GET"]),
-        Route("/openapi.json", _endpoint(openapi), methods=["GET"]),
+        Route(spec.path, endpoint(getattr(handlers, spec.handler), spec, settings), methods=[spec.method])
+        for spec in ROUTES
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -303,12 +367,3 @@ def _caller_deadline(request: Request, timeout: float) -> float:
         return min(timeout, max(0.001, int(raw) / 1000.0))
     except ValueError:
         return timeout
-
-
-def _check_token(request: Request, token: bytes) -> None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, given = auth.partition(" ")
-    # Compare even on a wrong scheme so timing reveals nothing about the token.
-    ok = hmac.compare_digest(given.strip().encode(), token)
-    if not ok or scheme.lower() != "bearer":
-        raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")

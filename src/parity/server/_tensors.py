@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
+from parity.codec import OIP_DATATYPES, WIRE_DTYPES
 from parity.errors import SchemaError
-from parity.schema import Signature
+from parity.schema import ColumnSpec, Signature
+from parity.server._checks import echo
 from parity.server._errors import BadRequest
 
 __all__ = [
-    "FIXED_DTYPES",
-    "OIP_DATATYPES",
     "InferRequest",
+    "check_tensor",
     "decode_raw",
     "encode_outputs",
     "encode_raw",
@@ -36,21 +37,6 @@ __all__ = [
     "parse_infer_request",
 ]
 
-FIXED_DTYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype("?"),
-    "UINT8": np.dtype("u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-OIP_DATATYPES = frozenset([*FIXED_DTYPES, "BYTES", "BF16"])
 _LEN = struct.Struct("<I")
 
 
@@ -93,7 +79,7 @@ def decode_raw(name: str, datatype: str, raw: bytes | memoryview, count: int) ->
                 f"input {name!r}: binary data holds {len(items)} BYTES elements; shape says {count}", column=name
             )
         return items
-    dtype = FIXED_DTYPES.get(datatype)
+    dtype = WIRE_DTYPES.get(datatype)
     if dtype is None:
         raise BadRequest(f"input {name!r}: datatype {datatype} cannot be sent as binary data", column=name)
     if len(raw) != count * dtype.itemsize:
@@ -114,7 +100,7 @@ def encode_raw(values: np.ndarray, datatype: str) -> bytes:
             parts.append(_LEN.pack(len(b)))
             parts.append(b)
         return b"".join(parts)
-    return np.ascontiguousarray(values, dtype=FIXED_DTYPES[datatype]).tobytes()
+    return np.ascontiguousarray(values, dtype=WIRE_DTYPES[datatype]).tobytes()
 
 
 def _shape(name: str, shape: Any) -> int:
@@ -128,6 +114,22 @@ def _shape(name: str, shape: Any) -> int:
     if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
         return shape[0]
     raise SchemaError(f"input {name!r} must have shape [N] or [N, 1] (one column); received {shape}", column=name)
+
+
+def check_tensor(
+    name: str, datatype: Any, shape: Any, known: Mapping[str, ColumnSpec], seen: Collection[str], signature: Signature
+) -> tuple[ColumnSpec, int]:
+    """The column spec and row count of one input tensor header (name, datatype, shape): REST and gRPC."""
+    if name in seen:
+        raise BadRequest(f"input {name!r} is given twice", column=name)
+    spec = known.get(name)
+    if spec is None:
+        raise SchemaError(f"unknown input {echo(name)}; the model takes {signature.input_names}", column=name)
+    if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
+        raise BadRequest(f"input {name!r}: unknown datatype {echo(str(datatype))}", column=name)
+    if datatype != spec.datatype:
+        raise SchemaError(f"input {name!r} expects datatype {spec.datatype}; received {datatype}", column=name)
+    return spec, _shape(name, shape)
 
 
 def _flatten(name: str, data: Any) -> list[Any]:
@@ -195,17 +197,8 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
         name = tensor.get("name")
         if not isinstance(name, str):
             raise BadRequest(f"inputs[{i}] needs a string 'name'")
-        if name in columns:
-            raise BadRequest(f"input {name!r} is given twice", column=name)
-        spec = known.get(name)
-        if spec is None:
-            raise SchemaError(f"unknown input {name!r}; the model takes {signature.input_names}", column=name)
-        datatype = tensor.get("datatype")
-        if not isinstance(datatype, str) or datatype not in OIP_DATATYPES:
-            raise BadRequest(f"input {name!r}: unknown datatype {datatype!r}", column=name)
-        if datatype != spec.datatype:
-            raise SchemaError(f"input {name!r} expects datatype {spec.datatype}; received {datatype}", column=name)
-        rows = _shape(name, tensor.get("shape"))
+        spec, rows = check_tensor(name, tensor.get("datatype"), tensor.get("shape"), known, columns, signature)
+        datatype = spec.datatype
         size = _params(tensor, f"input {name!r}").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:

@@ -82,27 +82,29 @@ def skew_report(
     trusted: bool = False,
     model_version: int | None = None,
     batch_size: int = 65_536,
-    backend: Literal["pyarrow", "dask"] = "pyarrow",
+    backend: Literal["pyarrow", "dask", "spark"] = "pyarrow",
     progress: Callable[[int], None] | None = None,
 ) -> SkewReport:
     """Compare serving data at ``data`` with the training reference; see the package docs for every metric."""
     start = time.perf_counter()
     ref = load_reference(reference, registry=registry, trusted=trusted)
     th = _thresholds(thresholds, min_rows)
-    lo, hi = parse_time(since, "--since"), parse_time(until, "--until")
+    lo, hi = parse_time(since, "`since`"), parse_time(until, "`until`")
     if lo is not None and hi is not None and lo >= hi:
-        raise SkewDataError(f"--since ({_iso(lo)}) must be before --until ({_iso(hi)})")
+        raise SkewDataError(f"`since` ({_iso(lo)}) must be before `until` ({_iso(hi)})")
     if by is not None and by not in BY_SECONDS:
-        raise SkewDataError(f"--by must be one of {sorted(BY_SECONDS)}, got {by!r}")
+        raise SkewDataError(f"`by` must be one of {sorted(BY_SECONDS)}, got {by!r}")
     if (join is None) != (offline is None):
-        raise SkewDataError("--join KEY and --offline PATH go together: give both or neither")
+        raise SkewDataError("`join` (a key column) and `offline` (a path) go together: give both or neither")
     if replay and ref.artifact is None:
-        raise SkewDataError("--replay needs a model artifact as the reference, not a bare profile")
-    if backend not in ("pyarrow", "dask"):
-        raise SkewDataError(f"backend must be 'pyarrow' or 'dask', got {backend!r}")
+        raise SkewDataError("`replay=True` needs a model artifact as the reference, not a bare profile")
+    if backend not in ("pyarrow", "dask", "spark"):
+        raise SkewDataError(f"backend must be 'pyarrow', 'dask' or 'spark', got {backend!r}")
     if isinstance(data, Profile):
         if replay or join or by or lo or hi:
-            raise SkewDataError("a precomputed serving Profile supports no --replay, --join, --by, --since or --until")
+            raise SkewDataError(
+                "a precomputed serving Profile as `data` supports no `replay`, `join`, `by`, `since` or `until`"
+            )
         src, total, procs = _profile_source(data), data, 1
         windows: dict[datetime, Profile] = {}
         expected = [c for c in ref.expected(lake=False) if c.role == "input" or c.data in data.columns]

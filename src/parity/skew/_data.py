@@ -440,7 +440,7 @@ def profile_source(
     by: Literal["day", "hour"] | None = None,
     processes: int = 1,
     batch_size: int = 65_536,
-    backend: Literal["pyarrow", "dask"] = "pyarrow",
+    backend: Literal["pyarrow", "dask", "spark"] = "pyarrow",
 ) -> tuple[Profile, dict[datetime, Profile]]:
     """Profile the source's files under the reference binning: the whole window, and per ``by`` window."""
     spec = ProfileSpec({c.data: c.spec for c in columns})
@@ -451,7 +451,7 @@ def profile_source(
         if bad:
             got = src.schemas[bad[0]].field(TS).type if TS in src.schemas[bad[0]].names else "no such column"
             raise SkewDataError(
-                f"--since/--until/--by need a timestamp column {TS!r} in every file; {bad[0]} has {got}"
+                f"`since`/`until`/`by` need a timestamp column {TS!r} in every file; {bad[0]} has {got}"
             )
     empty = Profile.empty(spec)
     if not src.files:
@@ -463,6 +463,10 @@ def profile_source(
             from parity.skew._backends import profile_parquet_dask
 
             return profile_parquet_dask(src.files, spec, batch_size=batch_size, filter=filt, filter_columns=cols), {}
+        if backend == "spark":
+            from parity.skew._backends import profile_parquet_spark
+
+            return profile_parquet_spark(src.files, spec, batch_size=batch_size, filter=filt, filter_columns=cols), {}
         prof = profile_parquet(
             src.files, spec, batch_size=batch_size, processes=processes, filter=filt, filter_columns=cols
         )

@@ -58,7 +58,7 @@ def _stream(
                     if rows.num_rows:
                         yield pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
         except (OSError, pa.ArrowInvalid) as e:
-            raise SkewDataError(f"--join: cannot read {path}: {e}") from e
+            raise SkewDataError(f"`offline`: cannot read {path}: {e}") from e
 
 
 def _bucket_of(keys: pa.ChunkedArray | pa.Array, buckets: int) -> np.ndarray:
@@ -168,7 +168,7 @@ def join_report(
     report = JoinReport(key, str(offline_path))
     for side, s in (("serving data", src), ("offline data", off)):
         if s.files and not all(key in s.schemas[f].names for f in s.files):
-            raise SkewDataError(f"--join {key!r}: the {side} ({s.path}) has no column {key!r} in every file")
+            raise SkewDataError(f"`join` {key!r}: the {side} ({s.path}) has no column {key!r} in every file")
     pairs = [
         (c.feature, c.data, c.feature)
         for c in inputs

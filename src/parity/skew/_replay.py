@@ -156,7 +156,7 @@ def _batches(
                 missing = [c for c in columns if c not in names]
                 if missing:
                     raise SkewDataError(
-                        f"--replay: {path} lacks column(s) {missing} needed to replay its model version; the "
+                        f"replay: {path} lacks column(s) {missing} needed to replay its model version; the "
                         "lake rows must hold every signature input and output.<name> column"
                     )
                 read = [c for c in [*columns, "request_id", "row", TS] if c in names]
@@ -166,7 +166,7 @@ def _batches(
                         if rows.num_rows:
                             yield rows
         except (OSError, pa.ArrowInvalid) as e:
-            raise SkewDataError(f"--replay: cannot read Parquet file {path}: {e}") from e
+            raise SkewDataError(f"replay: cannot read Parquet file {path}: {e}") from e
 
 
 def replay_report(
@@ -183,10 +183,10 @@ def replay_report(
 ) -> ReplayReport:
     """Replay every logged row of the window (per lake version) and report the mismatch rate and examples."""
     if src.kind == "csv":
-        raise SkewDataError("--replay reads Parquet serving logs (the lake); convert the CSV to Parquet first")
+        raise SkewDataError("`replay=True` reads Parquet serving logs (the lake); convert the CSV to Parquet first")
     if not any(c.startswith(OUTPUT_PREFIX) for c in src.columns) and src.files:
         raise SkewDataError(
-            f"--replay needs logged outputs: {src.path} has no output.<name> column; point --data at the lake"
+            f"`replay=True` needs logged outputs: {src.path} has no output.<name> column; point `data` at the lake"
         )
     report = ReplayReport()
     by_version: dict[int, list[str]] = {}
@@ -203,7 +203,7 @@ def replay_report(
             except ParityError:
                 raise
             except (pa.ArrowException, ValueError, TypeError) as e:
-                raise SkewDataError(f"--replay failed on model version {version}: {type(e).__name__}: {e}") from e
+                raise SkewDataError(f"replay failed on model version {version}: {type(e).__name__}: {e}") from e
             if progress is not None:
                 progress(batch.num_rows)
     rate = report.rate

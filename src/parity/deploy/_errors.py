@@ -1,0 +1,19 @@
+"""Errors of the deployment generators (part of the :mod:`parity.errors` tree)."""
+
+from __future__ import annotations
+
+from parity.errors import ParityError
+
+__all__ = ["DeployError", "InvalidOptionError"]
+
+
+class DeployError(ParityError):
+    """A build context, lock, manifest set or environment check could not be produced."""
+
+
+class InvalidOptionError(DeployError, ValueError):
+    """A deployment option is invalid; nothing was written. ``option`` names it (e.g. ``--replicas``)."""
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option

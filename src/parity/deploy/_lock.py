@@ -1,0 +1,250 @@
+"""The runtime lock of an artifact: which distributions its image needs, pinned with sha256 hashes.
+
+A portable artifact runs on onnxruntime: its lock is parity's own runtime requirements (the
+``serve`` extra when the installed parity declares one) minus the training-only libraries
+(scikit-learn, skl2onnx, skops, XGBoost, LightGBM), with every package the manifest recorded
+(numpy, onnxruntime, pandas, pyarrow...) pinned to the training version. A non-portable artifact
+runs its Python model, so every package of the training environment is pinned exactly.
+
+The closure is resolved by pip itself (``pip install --dry-run --report``) for the image's Python
+and platform, binary wheels only; parity is added as a wheel built from the installed source, with
+its hash, so the lock is complete and ``pip install --no-deps --require-hashes`` installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from parity._io import sha256_file
+from parity.deploy._errors import DeployError
+from parity.errors import MissingDependencyError
+
+__all__ = [
+    "NUMERIC_PACKAGES",
+    "TRAINING_ONLY",
+    "Lock",
+    "LockedPackage",
+    "build_parity_wheel",
+    "lock_for",
+    "read_lock",
+    "runtime_requirements",
+]
+
+TRAINING_ONLY = frozenset({"scikit-learn", "skl2onnx", "skops", "xgboost", "xgboost-cpu", "lightgbm"})
+"""Distributions a portable artifact does not need at serving time."""
+NUMERIC_PACKAGES = frozenset({"onnxruntime", "numpy", "scikit-learn", "xgboost", "xgboost-cpu", "lightgbm"})
+"""Distributions whose version can change a model's numbers (the runtime and the estimator libraries)."""
+PLATFORMS: Mapping[str, tuple[str, ...]] = {
+    "linux/amd64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"),
+    "linux/arm64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64", "linux_aarch64"),
+}
+WHEEL_DIR = "wheels"
+_PIP_TIMEOUT_S = 900
+
+
+def canonical(name: str) -> str:
+    """PEP 503 normalised distribution name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One pinned distribution: ``name==version`` with its hash, or a local wheel path with its hash."""
+
+    name: str
+    version: str
+    sha256: str
+    path: str | None = None
+    """Wheel path relative to the lock file (parity itself); None for an index package."""
+
+    def line(self) -> str:
+        """The requirements-file entry."""
+        head = self.path if self.path is not None else f"{self.name}=={self.version}"
+        return f"{head} \\\n    --hash=sha256:{self.sha256}"
+
+
+@dataclass
+class Lock:
+    """A complete, hash-pinned runtime environment for one Python version and platform."""
+
+    python: str
+    platform: str
+    packages: list[LockedPackage] = field(default_factory=list)
+
+    def versions(self) -> dict[str, str]:
+        """``{canonical name: version}`` of every locked distribution."""
+        return {canonical(p.name): p.version for p in self.packages}
+
+    def render(self) -> str:
+        """The ``requirements.lock`` text (pip's hash-checking format)."""
+        head = (
+            f"# parity runtime lock: CPython {self.python}, {self.platform}. Written by `parity build`.\n"
+            "# Install with: pip install --no-deps --require-hashes --only-binary=:all: -r requirements.lock\n"
+            f"# python={self.python} platform={self.platform}\n"
+        )
+        body = "\n".join(p.line() for p in sorted(self.packages, key=lambda p: canonical(p.name)))
+        return head + body + "\n"
+
+
+def read_lock(path: Path) -> Lock:
+    """Parse a lock written by :meth:`Lock.render` (the wheel paths stay relative to the file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeployError(f"cannot read the lock {str(path)!r}: {exc}") from exc
+    header = re.search(r"^# python=(\S+) platform=(\S+)$", text, re.MULTILINE)
+    if header is None:
+        raise DeployError(f"{path} is not a parity requirements.lock (no '# python=... platform=...' line)")
+    lock = Lock(python=header.group(1), platform=header.group(2))
+    joined = re.sub(r"\\\n\s*", " ", text)
+    for number, raw in enumerate(joined.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"(\S+)\s+--hash=sha256:([0-9a-f]{64})", line)
+        if match is None:
+            raise DeployError(f"{path}: entry {number} must be 'NAME==VERSION --hash=sha256:HEX', got {line!r}")
+        head, digest = match.groups()
+        if "==" in head:
+            name, version = head.split("==", 1)
+            lock.packages.append(LockedPackage(name, version, digest))
+        else:
+            wheel = Path(head).name.split("-")
+            lock.packages.append(LockedPackage(wheel[0], wheel[1], digest, path=head))
+    return lock
+
+
+def _requirement(text: str) -> Any:
+    try:
+        from packaging.requirements import Requirement
+    except ImportError as exc:  # pragma: no cover - packaging comes with the deploy extra
+        raise MissingDependencyError("parity build needs packaging: pip install 'parity[deploy]'") from exc
+    return Requirement(text)
+
+
+def runtime_requirements(manifest: Mapping[str, Any]) -> list[str]:
+    """Requirement strings of the artifact's runtime, with training-environment versions pinned."""
+    portable = bool(manifest.get("portable", True))
+    trained: dict[str, str] = {
+        canonical(k): str(v) for k, v in (manifest.get("environment", {}).get("packages") or {}).items()
+    }
+    trained.pop("parity", None)
+    extras = set(metadata.metadata("parity").get_all("Provides-Extra") or [])
+    wanted = {"serve"} & extras
+    out: dict[str, str] = {}
+    for text in metadata.requires("parity") or []:
+        req = _requirement(text)
+        if req.marker is not None:
+            envs = [{"extra": e} for e in wanted] or [{"extra": ""}]
+            if not any(req.marker.evaluate(env) for env in envs):
+                continue
+        name = canonical(req.name)
+        if portable and name in TRAINING_ONLY:
+            continue
+        extra = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+        out[name] = f"{req.name}{extra}=={trained[name]}" if name in trained else f"{req.name}{extra}{req.specifier}"
+    for name, version in trained.items():
+        if name not in out and (not portable or name not in TRAINING_ONLY):
+            out[name] = f"{name}=={version}"
+    return [out[k] for k in sorted(out)]
+
+
+def _pip(args: Sequence[str], what: str) -> None:
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, env=env
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DeployError(f"{what}: pip did not finish within {_PIP_TIMEOUT_S} s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join(line for line in proc.stderr.splitlines() if "is ignored" not in line)[-2000:]
+        raise DeployError(f"{what} failed (pip exit {proc.returncode}):\n{tail}")
+
+
+def _source_root() -> Path | None:
+    """The source tree of an editable / directory install of parity, if that is how it is installed."""
+    try:
+        text = metadata.distribution("parity").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return None
+    if not text:
+        return None
+    info = json.loads(text)
+    url = urlparse(str(info.get("url", "")))
+    if url.scheme != "file" or "dir_info" not in info:
+        return None
+    root = Path(unquote(url.path))
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def build_parity_wheel(dest: Path, wheel: Path | None = None) -> Path:
+    """Copy ``wheel`` or build parity's wheel from its source tree into ``dest`` (reproducibly)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if wheel is not None:
+        if not wheel.is_file() or wheel.suffix != ".whl" or not canonical(wheel.name).startswith("parity-"):
+            raise DeployError(f"--wheel must be an existing parity-*.whl file, got {str(wheel)!r}")
+        return Path(shutil.copy2(wheel, dest / wheel.name))
+    root = _source_root()
+    if root is None:
+        raise DeployError(
+            "parity is not installed from a source tree, so its wheel cannot be rebuilt: pass --wheel PATH "
+            "(the parity wheel to put in the image)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        # A fixed timestamp makes the wheel (and so its hash in the lock) identical on every build.
+        os.environ.setdefault("SOURCE_DATE_EPOCH", "315532800")
+        _pip(["wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp, str(root)], "building parity's wheel")
+        built = sorted(Path(tmp).glob("parity-*.whl"))
+        if not built:
+            raise DeployError(f"building parity's wheel from {root} produced no parity-*.whl")
+        return Path(shutil.copy2(built[0], dest / built[0].name))
+
+
+def _hash_of(item: Mapping[str, Any]) -> str:
+    info = item.get("download_info", {})
+    digest = (info.get("archive_info") or {}).get("hashes", {}).get("sha256")
+    if digest:
+        return str(digest)
+    url = urlparse(str(info.get("url", "")))
+    if url.scheme == "file":
+        return sha256_file(unquote(url.path))
+    raise DeployError(f"pip reported no sha256 for {item['metadata']['name']} ({info.get('url')})")
+
+
+def lock_for(manifest: Mapping[str, Any], wheel: Path, *, python: str, platform: str, wheel_path: str) -> Lock:
+    """Resolve the artifact's runtime closure for CPython ``python`` on ``platform`` and pin it with hashes."""
+    if platform not in PLATFORMS:
+        raise DeployError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+    if not re.fullmatch(r"3\.\d+(\.\d+)?", python):
+        raise DeployError(f"python version must look like 3.11 or 3.11.7, got {python!r}")
+    major_minor = ".".join(python.split(".")[:2])
+    requirements = runtime_requirements(manifest)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        args = ["install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report)]
+        args += ["--only-binary=:all:", "--python-version", major_minor, "--implementation", "cp"]
+        args += ["--abi", f"cp{major_minor.replace('.', '')}"]
+        for tag in PLATFORMS[platform]:
+            args += ["--platform", tag]
+        _pip([*args, *requirements], "resolving the runtime lock")
+        items = json.loads(report.read_text())["install"]
+    lock = Lock(python=python, platform=platform)
+    for item in items:
+        meta = item["metadata"]
+        lock.packages.append(LockedPackage(meta["name"], meta["version"], _hash_of(item)))
+    version = wheel.name.split("-")[1]
+    lock.packages.append(LockedPackage("parity", version, sha256_file(wheel), path=wheel_path))
+    return lock

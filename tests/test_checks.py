@@ -1,0 +1,246 @@
+"""The parity comparison itself: tolerance boundaries, NaN on either side, every output kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from parity.checks import UNSEEN, compare_outputs, edge_cases, run_parity_check
+from parity.errors import ParityMismatchError
+from parity.schema import ColumnSpec, Signature
+
+TOL = 1e-6
+
+# One float output of each kind a model has: a probability in [0, 1], a regression value above 1
+# in magnitude (relative tolerance), a negative one, and a float32 output (XGBoost-style).
+FLOAT_KINDS = {
+    "probability": np.array([0.25, 0.5, 0.75]),
+    "prediction": np.array([1500.0, 2.5, -3.0]),
+    "negative": np.array([-0.5, -2000.0, -1.0]),
+    "float32": np.array([0.125, 0.5, 0.875], dtype=np.float32),
+}
+
+
+def _one(expected: np.ndarray, actual: np.ndarray, tol: float = TOL) -> tuple[float, float, int, int | None]:
+    return compare_outputs({"y": expected}, {"y": actual}, tol)["y"]
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+@pytest.mark.parametrize("value", [0.5, -0.25, 0.0, 1.0])
+def test_absolute_tolerance_boundary_below_one(value: float, factor: float) -> None:
+    # |expected| <= 1: the tolerance is absolute.
+    actual = value + factor * TOL
+    abs_d, rel_d, bad, worst = _one(np.array([0.1, value]), np.array([0.1, actual]))
+    assert abs_d == pytest.approx(factor * TOL, rel=1e-6)
+    assert rel_d == pytest.approx(factor * TOL, rel=1e-6)
+    assert bad == (1 if factor > 1 else 0)
+    assert worst == 1
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+@pytest.mark.parametrize("value", [1000.0, -5e6, 3.0])
+def test_relative_tolerance_boundary_above_one(value: float, factor: float) -> None:
+    # |expected| > 1: the tolerance is relative, so the absolute diff may exceed it and still pass.
+    actual = value * (1 + factor * TOL)
+    abs_d, rel_d, bad, _ = _one(np.array([value]), np.array([actual]))
+    assert abs_d == pytest.approx(abs(value) * factor * TOL, rel=1e-6)
+    assert rel_d == pytest.approx(factor * TOL, rel=1e-6)
+    assert bad == (1 if factor > 1 else 0)
+    if factor < 1:
+        assert abs_d > TOL  # passing here relies on the relative rule
+
+
+def test_exactly_at_tolerance_passes_and_counts_every_bad_row() -> None:
+    exp = np.array([0.0, 0.0, 10.0, 0.0, 0.0])
+    act = np.array([0.5e-6, 3e-6, 10.0, -3e-6, 0.0])  # rows 1 and 3 beyond 1e-6
+    abs_d, rel_d, bad, worst = _one(exp, act)
+    assert rel_d == abs_d  # |expected| <= 1 everywhere
+    assert bad == 2 and worst in (1, 3) and abs_d == pytest.approx(3e-6)
+    assert _one(np.array([0.0]), np.array([2.0**-20]), tol=2.0**-20)[2] == 0  # equal to tol: not beyond
+
+
+@pytest.mark.parametrize("kind", sorted(FLOAT_KINDS))
+@pytest.mark.parametrize("side", ["expected", "actual"])
+def test_nan_against_a_number_is_a_mismatch(kind: str, side: str) -> None:
+    exp = FLOAT_KINDS[kind].copy()
+    act = exp.copy()
+    (exp if side == "expected" else act)[1] = np.nan
+    abs_d, rel_d, bad, worst = compare_outputs({kind: exp}, {kind: act}, TOL)[kind]
+    assert bad == 1 and worst == 1
+    assert abs_d == np.inf and rel_d == np.inf
+
+
+@pytest.mark.parametrize("kind", sorted(FLOAT_KINDS))
+def test_nan_on_both_sides_and_infinities_agree(kind: str) -> None:
+    exp = FLOAT_KINDS[kind].copy()
+    exp[0] = np.nan
+    exp[2] = np.inf
+    abs_d, rel_d, bad, worst = compare_outputs({kind: exp}, {kind: exp.copy()}, TOL)[kind]
+    assert (abs_d, rel_d, bad) == (0.0, 0.0, 0)
+    assert worst == 0  # argmax of all-zero diffs
+
+
+def test_inf_against_a_number_is_a_mismatch() -> None:
+    assert _one(np.array([1.0, np.inf]), np.array([1.0, 5.0]))[2] == 1
+    assert _one(np.array([1.0, -np.inf]), np.array([1.0, np.inf]))[2] == 1
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "bad"),
+    [
+        (np.array(["no", "yes", "no"], dtype=object), np.array(["no", "yes", "no"], dtype=object), 0),
+        (np.array(["no", "yes", "no"], dtype=object), np.array(["no", "no", "yes"], dtype=object), 2),
+        (np.array(["no", np.nan], dtype=object), np.array(["no", "yes"], dtype=object), 1),  # NaN vs a label
+        (np.array(["no", "yes"], dtype=object), np.array(["no", np.nan], dtype=object), 1),  # a label vs NaN
+        (np.array([2, 0, 1]), np.array([2, 0, 1]), 0),
+        (np.array([2, 0, 1]), np.array([2, 1, 1]), 1),
+        (np.array([True, False]), np.array([True, True]), 1),
+    ],
+)
+def test_labels_compare_exactly(expected: np.ndarray, actual: np.ndarray, bad: int) -> None:
+    abs_d, rel_d, n_bad, worst = _one(expected, actual)
+    assert n_bad == bad
+    assert (abs_d, rel_d) == ((1.0, 1.0) if bad else (0.0, 0.0))
+    assert worst == (int(np.flatnonzero(np.asarray(expected != actual))[0]) if bad else None)
+
+
+def test_int_labels_against_float_output_use_the_tolerance() -> None:
+    # One side float (e.g. a regression head returning ints in Python): compared numerically.
+    assert _one(np.array([1, 2]), np.array([1.0, 2.0 + 1e-9]))[2] == 0
+    assert _one(np.array([1, 2]), np.array([1.0, 2.5]))[2] == 1
+    assert _one(np.array([1.0, 2.0]), np.array([1, 3]))[2] == 1
+
+
+def test_empty_outputs_compare_clean() -> None:
+    assert _one(np.array([], dtype=np.float64), np.array([], dtype=np.float64)) == (0.0, 0.0, 0, None)
+    assert _one(np.array([], dtype=object), np.array([], dtype=object)) == (0.0, 0.0, 0, None)
+
+
+def test_every_output_is_compared() -> None:
+    exp = {"label": np.array(["a", "b"], dtype=object), "probability": np.array([0.1, 0.9])}
+    act = {"label": np.array(["a", "b"], dtype=object), "probability": np.array([0.1, 0.9 + 2 * TOL])}
+    result = compare_outputs(exp, act, TOL)
+    assert set(result) == {"label", "probability"}
+    assert result["label"][2] == 0 and result["probability"][2] == 1
+
+
+# --- run_parity_check: the report and the failure --------------------------------------------------
+
+SIG = Signature((ColumnSpec("x", "FP64", nullable=True), ColumnSpec("s", "BYTES", nullable=True, categories=("a",))))
+
+
+def _cases() -> dict[str, pd.DataFrame]:
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "s": ["a", "a", None, "a"]})
+    return {"rows": frame, "single:0": frame.iloc[[0]].reset_index(drop=True)}
+
+
+def _reference(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    p = frame["x"].to_numpy(dtype=np.float64) / 10
+    return {"label": np.where(p > 0.15, "yes", "no").astype(object), "probability": p}
+
+
+def _shifted(delta: float, nan_row: int | None = None) -> Any:
+    def candidate(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        out = _reference(frame)
+        out["probability"] = out["probability"] + delta
+        if nan_row is not None and nan_row < len(frame):
+            out["probability"][nan_row] = np.nan
+        return out
+
+    return candidate
+
+
+def test_run_parity_check_passes_within_half_the_tolerance() -> None:
+    report, expected = run_parity_check(
+        _reference, _shifted(0.5 * TOL), _cases(), tolerance=TOL, precision="p", runtime="r"
+    )
+    assert report.passed and report.failure is None
+    assert report.rows_checked == 5 and report.cases == {"rows": 4, "single:0": 1}
+    assert report.outputs["probability"].mismatches == 0
+    assert report.outputs["probability"].max_abs_diff == pytest.approx(0.5 * TOL, rel=1e-6)
+    assert report.outputs["label"].max_abs_diff == 0.0
+    np.testing.assert_array_equal(expected["rows"]["probability"], [0.0, 0.1, 0.2, 0.3])
+    assert report.to_dict()["outputs"]["probability"]["mismatches"] == 0
+
+
+def test_run_parity_check_fails_at_twice_the_tolerance() -> None:
+    with pytest.raises(ParityMismatchError, match=r"output 'probability' differs in case 'rows': 4 of 4 rows") as info:
+        run_parity_check(_reference, _shifted(2 * TOL), _cases(), tolerance=TOL, precision="p", runtime="r")
+    report = info.value.report
+    assert not report.passed
+    assert report.outputs["probability"].mismatches == 5
+    assert report.outputs["probability"].worst_case == "rows"
+    assert "allow_mismatch=True" in str(info.value)
+
+
+@pytest.mark.parametrize("nan_row", [0, 2])
+def test_run_parity_check_fails_on_a_nan_output(nan_row: int) -> None:
+    report, _ = run_parity_check(
+        _reference,
+        _shifted(0.0, nan_row=nan_row),
+        _cases(),
+        tolerance=TOL,
+        precision="p",
+        runtime="r",
+        raise_on_failure=False,
+    )
+    assert not report.passed
+    assert report.outputs["probability"].worst_row == nan_row
+    assert report.outputs["probability"].mismatches == (2 if nan_row == 0 else 1)
+    assert f"worst row {nan_row}" in (report.failure or "") and "exported=np.float64(nan)" in (report.failure or "")
+
+
+def test_run_parity_check_records_a_python_failure_as_skipped() -> None:
+    def reference(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if len(frame) == 1:
+            raise ValueError("one row is not enough")
+        return _reference(frame)
+
+    report, expected = run_parity_check(reference, _shifted(0.0), _cases(), tolerance=TOL, precision="p", runtime="r")
+    assert report.passed and report.cases == {"rows": 4} and set(expected) == {"rows"}
+    assert report.skipped == {"single:0": "the Python model raised ValueError: one row is not enough"}
+
+
+def test_report_round_trips_through_the_manifest_form() -> None:
+    report, _ = run_parity_check(
+        _reference, _shifted(3 * TOL), _cases(), tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    again = type(report).from_dict(report.to_dict())
+    assert again == report
+
+
+# --- edge cases ------------------------------------------------------------------------------------
+
+
+def test_edge_cases_cover_nulls_unseen_empty_extremes_and_thresholds() -> None:
+    sig = Signature(
+        (
+            ColumnSpec("x", "FP64", nullable=True),
+            ColumnSpec("n", "INT64", nullable=False),
+            ColumnSpec("s", "BYTES", nullable=True, categories=("a", "b")),
+        )
+    )
+    base = pd.DataFrame({"x": np.arange(20, dtype=np.float64), "n": np.arange(20), "s": ["a", "b"] * 10})
+    cases = edge_cases(base, sig, {"x": np.array([2.5]), "n": np.array([3.5])})
+    assert set(cases) == {
+        "null:x", "null:s", "null:all", "unseen:s", "empty:s", "extreme:x", "extreme:n", "threshold:x", "threshold:n",
+    }  # fmt: skip
+    assert (
+        len(cases["null:x"]) == 16
+        and cases["null:x"]["x"].isna().all()
+        and cases["null:x"]["n"].tolist()[:3] == [0, 1, 2]
+    )
+    assert cases["null:s"]["s"].isna().all() and cases["null:all"][["x", "s"]].isna().all().all()
+    assert not cases["null:all"]["n"].isna().any()
+    assert (cases["unseen:s"]["s"] == UNSEEN).all() and (cases["empty:s"]["s"] == "").all()
+    assert cases["extreme:x"]["x"].tolist() == [0.0, 1e9, -1e9]
+    assert cases["extreme:n"]["n"].tolist() == [0, 1_000_000_000, -1_000_000_000]
+    assert cases["extreme:n"]["n"].dtype == np.int64
+    near = cases["threshold:x"]["x"].to_numpy()
+    assert 2.5 in near and np.nextafter(2.5, np.inf) in near and np.nextafter(2.5, -np.inf) in near
+    assert 2.5 * (1 + 1e-9) in near and 2.5 * (1 - 1e-9) in near
+    assert float(np.nextafter(np.float32(2.5), np.float32(np.inf))) in near
+    assert cases["threshold:n"]["n"].tolist() == [3, 4]  # integer columns: floor and ceil of the neighbours
