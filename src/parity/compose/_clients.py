@@ -19,10 +19,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from parity.codec import NUMPY_DTYPES
+from parity.compose._http1 import Http1Pool
 from parity.errors import (
     DownstreamError,
     DownstreamRejected,
@@ -148,6 +150,23 @@ class RestClient(Client):
         self._headers = {"content-type": "application/json"}
         if token:
             self._headers["authorization"] = f"Bearer {token}"
+        self._fast: Http1Pool | None = None
+        parsed = urlsplit(self._infer_url)
+        if parsed.scheme == "http" and parsed.hostname and not cert:
+            # Plain HTTP infer calls take the lean keep-alive pool (see parity.compose._http1).
+            self._fast = Http1Pool(parsed.hostname, parsed.port or 80, max_idle=max_connections)
+            self._fast_path = parsed.path
+
+    async def _fast_post(self, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+        assert self._fast is not None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._fast.post(self._fast_path, body, {**self._headers, **headers})
+        except TimeoutError:
+            message = f"{self.label} did not answer within {timeout:.3g} s"
+            raise DownstreamTimeout(message, endpoint=self.label) from None
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            raise Retryable(f"{self.label} is unreachable ({type(exc).__name__}: {exc})", endpoint=self.label) from exc
 
     def _http(self) -> Any:
         if self._client is None:
@@ -180,15 +199,17 @@ class RestClient(Client):
             raise Retryable(f"{self.label} is unreachable ({type(exc).__name__}: {exc})", endpoint=self.label) from exc
 
     def _check(self, response: Any) -> Any:
-        status = response.status_code
+        return self._checked(response.status_code, response.content)
+
+    def _checked(self, status: int, content: bytes) -> Any:
         if status == 200:
             try:
                 import orjson
 
-                return orjson.loads(response.content)
+                return orjson.loads(content)
             except ValueError as exc:
                 raise DownstreamError(f"{self.label} answered invalid JSON", endpoint=self.label) from exc
-        detail = _error_text(response.content)
+        detail = _error_text(content)
         if status == 503:
             raise Retryable(f"{self.label} is unavailable (503): {detail}", endpoint=self.label, status=status)
         if 400 <= status < 500:
@@ -228,8 +249,11 @@ class RestClient(Client):
         body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
         # The remaining deadline travels with the call, so a parity downstream can give up when the caller has.
         headers = {"x-request-id": request_id, "x-parity-timeout-ms": str(max(1, int(timeout * 1000)))}
-        response = await self._request("POST", self._infer_url, timeout=timeout, content=body, headers=headers)
-        payload = self._check(response)
+        if self._fast is not None:
+            payload = self._checked(*await self._fast_post(body, headers, timeout))
+        else:
+            response = await self._request("POST", self._infer_url, timeout=timeout, content=body, headers=headers)
+            payload = self._check(response)
         outputs = {}
         for out in payload.get("outputs", ()):
             name = str(out.get("name"))
@@ -238,7 +262,9 @@ class RestClient(Client):
         return Reply(outputs, str(payload.get("model_version") or ""))
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
+        if self._fast is not None:
+            await self._fast.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
