@@ -63,7 +63,7 @@ test: setup node-deps system-deps lint
 	$(MAKE) test-pandas22
 
 test-pandas22: setup-pandas22 node-deps
-	$(PY22) -m pytest -q -p no:cacheprovider $(PANDAS22_TESTS)
+	HYPOTHESIS_PROFILE=dev $(PY22) -m pytest -q -p no:cacheprovider $(PANDAS22_TESTS)
 
 demo: setup node-deps
 	$(PY) examples/demo.py

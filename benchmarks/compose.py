@@ -89,10 +89,10 @@ from parity.compose import Composition, Remote
 from parity.schema import ColumnSpec, OutputSpec
 from tests.compose.rules_app import INPUTS, OUTPUTS, decide
 
-composition = Composition("retention_interop", inputs=INPUTS, outputs=OUTPUTS)
-composition.model("churn", Remote(os.environ["TEST_CHURN_URL"], "churn"), reads=["probability"])
+composition = Composition("retention_interop", inputs=INPUTS, outputs=OUTPUTS, deadline_s=20.0)
+composition.model("churn", Remote(os.environ["TEST_CHURN_URL"], "churn"), reads=["probability"], timeout_s=10.0)
 composition.model("spend", Remote(os.environ["TEST_SPEND_URL"], "spend", parameters={"content_type": "pd"}),
-                  reads=["predict"])
+                  reads=["predict"], timeout_s=10.0)
 composition.rule(per_row=True)(
     lambda row, out: decide(row, {"churn": out["churn"], "spend": {"prediction": out["spend"]["predict"]}}, 0.5)
 )

@@ -35,7 +35,7 @@ def serve(path: str) -> None:
         "numpy", "pandas", "pyarrow", "pyarrow.parquet", "pyarrow.compute", "pyarrow.csv", "scipy.stats",
         "sklearn.compose", "sklearn.ensemble", "sklearn.impute", "sklearn.linear_model", "sklearn.pipeline",
         "sklearn.preprocessing", "sklearn.tree", "onnx", "onnx.helper", "jsonschema", "skops.io", "orjson",
-        "httpx", "starlette.applications", "typer", "rich.console",
+        "typer", "rich.console",  # not httpx/starlette: anyio is a pytest plugin, pytest must import it
     ):  # fmt: skip
         with contextlib.suppress(ImportError):  # an optional library: the child imports what it needs
             importlib.import_module(name)

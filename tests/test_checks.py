@@ -244,3 +244,22 @@ def test_edge_cases_cover_nulls_unseen_empty_extremes_and_thresholds() -> None:
     assert 2.5 * (1 + 1e-9) in near and 2.5 * (1 - 1e-9) in near
     assert float(np.nextafter(np.float32(2.5), np.float32(np.inf))) in near
     assert cases["threshold:n"]["n"].tolist() == [3, 4]  # integer columns: floor and ceil of the neighbours
+
+
+def test_a_skipped_case_does_not_stop_the_later_ones() -> None:
+    def reference(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if len(frame) == 1:
+            raise ValueError("one row is not enough")
+        return _reference(frame)
+
+    cases = {"single:0": _cases()["single:0"], "rows": _cases()["rows"]}  # the failing case first
+    report, expected = run_parity_check(reference, _shifted(0.0), cases, tolerance=TOL, precision="p", runtime="r")
+    assert report.cases == {"rows": 4} and set(expected) == {"rows"} and set(report.skipped) == {"single:0"}
+
+
+def test_one_nullable_column_has_no_all_nulls_case() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=True), ColumnSpec("n", "INT64", nullable=False)))
+    base = pd.DataFrame({"x": np.arange(5, dtype=np.float64), "n": np.arange(5)})
+    cases = edge_cases(base, sig, {})
+    assert set(cases) == {"null:x", "extreme:x", "extreme:n"}
+    assert len(cases["null:x"]) == 5  # min(rows, 16)

@@ -86,7 +86,7 @@ def strict_artifact() -> Any:
     from sklearn.linear_model import LogisticRegression
 
     model = pipeline(LogisticRegression(max_iter=500)).fit(data, targets(data, "binary"))
-    return parity.package(model, data, name="strict"), data
+    return parity.package(model, data, name="strict", nullable=[]), data  # nulls only where training had them
 
 
 def test_strict_signature_is_inferred(strict_artifact: Any) -> None:
@@ -191,3 +191,41 @@ def test_frame_of_arrow_size_with_category_and_string_dtypes_matches_small_frame
     small = encode_frame(sig, frame.head(10))
     for name in ("x", "n", "s", "c"):
         np.testing.assert_array_equal(big[name][:10], small[name])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "uint16", "int64"])
+def test_integer_columns_of_any_width_become_int64(dtype: str) -> None:
+    sig = Signature((INT, NUM))
+    frame = pd.DataFrame({"n": np.array([1, 2, 3], dtype=dtype), "x": np.array([0.5, 1.5, 2.5], dtype="float32")})
+    out = encode_frame(sig, frame)
+    assert out["n"].dtype == np.int64 and out["n"].tolist() == [1, 2, 3]
+    assert out["x"].dtype == np.float64 and out["x"].tolist() == [0.5, 1.5, 2.5]
+
+
+BOOL = ColumnSpec("b", "BOOL", nullable=False)
+
+
+def test_bool_columns() -> None:
+    assert encode_column(BOOL, np.array([True, False])).dtype == np.bool_
+    out = encode_column(BOOL, np.array([True, False], dtype=object))
+    assert out.dtype == np.bool_ and out.tolist() == [True, False]
+    with pytest.raises(SchemaError, match=r"'b' expects BOOL; received null at row 2"):
+        encode_column(BOOL, np.array([True, False, None], dtype=object))
+    with pytest.raises(SchemaError, match=r"'b' expects BOOL; received str 'yes' at row 0"):
+        encode_column(BOOL, np.array(["yes"], dtype=object))
+    with pytest.raises(SchemaError, match=r"'b' expects BOOL; received float64 values"):
+        encode_column(BOOL, np.array([1.0, 0.0]))
+
+
+def test_empty_frame_is_named_as_a_frame() -> None:
+    sig = Signature((NUM,))
+    with pytest.raises(SchemaError, match="the input frame has no rows; pass at least one row"):
+        encode_frame(sig, pd.DataFrame({"x": pd.Series([], dtype=float)}))
+    with pytest.raises(SchemaError, match="must be a pandas DataFrame; got dict"):
+        encode_frame(sig, {"x": [1.0]})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [3, 100])
+def test_numbers_for_a_text_column_are_rejected_at_any_size(size: int) -> None:
+    with pytest.raises(SchemaError, match=r"'s' expects BYTES \(text\); received int64 values"):
+        encode_column(TEXT, np.arange(size))

@@ -174,6 +174,19 @@ def test_binary_pipeline_matches_python(binary_artifact: parity.Artifact, tmp_pa
     assert worst <= float(binary_artifact.manifest["parity"]["tolerance"])
 
 
+def test_null_text_means_the_csv_marker_in_node(tmp_path: Path) -> None:
+    """Frames read with pd.read_csv mark missing text as NaN; Node's null must mean the same (issue 7)."""
+    df, y = _churn_frame()
+    df.to_csv(tmp_path / "train.csv", index=False)
+    data = pd.read_csv(tmp_path / "train.csv", dtype={"city": object})
+    assert all(v != v for v in data["city"][data["city"].isna()])  # NaN, not None
+    art = parity.package(_churn_pipeline().fit(data, y), data, name="nodecsv")
+    assert art.signature.input("city").missing == "NaN"
+    records, worst = _check_parity(art, tmp_path)
+    assert any(r["city"] is None for r in records)
+    assert worst <= float(art.manifest["parity"]["tolerance"])
+
+
 def _typed_frame(n: int = 300, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(

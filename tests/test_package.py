@@ -117,7 +117,7 @@ def test_manifest_records_everything(data: pd.DataFrame) -> None:
     assert m["parity"]["precision"].startswith("float32")
     inputs = {c["name"]: c for c in m["signature"]["inputs"]}
     assert inputs["tenure"]["datatype"] == "FP64" and inputs["tenure"]["nullable"] is True
-    assert inputs["age"]["datatype"] == "INT64" and inputs["age"]["nullable"] is False
+    assert inputs["age"]["datatype"] == "FP64" and inputs["age"]["nullable"] is True  # imputed: accepts nulls
     assert inputs["region"]["datatype"] == "BYTES" and inputs["region"]["nullable"] is True
     assert inputs["plan"]["categories"] == ["basic", "plus", "pro"]
     assert set(m["files"]) == {"model.onnx", "profile.json", "parity_sample.parquet"}

@@ -14,11 +14,12 @@ and records everything in ``manifest.json``. Directory layout (format ``parity.a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,15 @@ from parity._format import (
     write_dir,
 )
 from parity._io import sha256_bytes
-from parity.checks import ParityReport, edge_cases, predict_with, run_parity_check
-from parity.codec import decode_outputs, encode_frame
+from parity.checks import ParityReport, edge_cases, null_case, predict_with, run_parity_check
+from parity.codec import EncodedColumns, decode_outputs, encode_columns, encode_frame
 from parity.env import environment, lineage, model_packages
 from parity.errors import (
     ArtifactError,
     ExportError,
     MissingDependencyError,
     SchemaError,
+    UnsupportedModelError,
     UntrustedArtifactError,
 )
 from parity.model import check_model, model_classes, reference_outputs
@@ -53,7 +55,7 @@ from parity.profile import ColumnKind, Profile, ProfileSpec, profile_frame
 from parity.runtime import OnnxRuntime, PythonRuntime, Runtime
 from parity.schema import MISSING_STRING, Signature, infer_signature
 
-__all__ = ["FORMAT", "Artifact", "artifact_from_files", "load_artifact", "package"]
+__all__ = ["FORMAT", "Artifact", "artifact_from_files", "failed_parity_warning", "load_artifact", "package"]
 
 log = logging.getLogger("parity.artifact")
 
@@ -140,23 +142,32 @@ class Artifact:
         except KeyError:
             raise ArtifactError(f"artifact {self.name!r} has no file {name!r}; it has {sorted(self._files)}") from None
 
-    def predict_columns(self, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Validate a mapping of column -> values and return the outputs as arrays."""
-        from parity.codec import encode_columns
+    def predict_columns(self, columns: Mapping[str, Any], *, observe: bool = True) -> dict[str, np.ndarray]:
+        """Validate a mapping of column -> values and return the outputs as arrays.
 
-        encoded = encode_columns(self.signature, columns)
-        self._count_unseen(encoded)
+        The one path that runs a model: ``predict``, the server, replay and the parity check all call
+        it, so validation and side effects are the same. ``observe`` counts unseen categories (off
+        for synthetic inputs: the parity check, ``verify``, replay). Columns already validated
+        (:class:`~parity.codec.EncodedColumns`) are not checked again; extra columns are ignored,
+        with one warning per column name.
+        """
+        if isinstance(columns, EncodedColumns):
+            encoded = columns
+        else:
+            encoded = encode_columns(self.signature, columns)
+            self._report_extra(columns.keys())
+        if observe:
+            self._count_unseen(encoded)
         return self.runtime.predict(encoded)
 
     def predict(self, data: pd.DataFrame) -> pd.DataFrame:
         """Validate raw inputs and return one column per declared output (same index)."""
         encoded = encode_frame(self.signature, data)
         self._report_extra(data.columns)
-        self._count_unseen(encoded)
-        outputs = self.runtime.predict(encoded)
+        outputs = self.predict_columns(encoded)
         return decode_outputs(self.signature, outputs, index=data.index, columns=self._output_columns)
 
-    def _report_extra(self, columns: Sequence[Any]) -> None:
+    def _report_extra(self, columns: Iterable[Any]) -> None:
         if columns is self._checked_columns:
             return
         names = list(columns)
@@ -196,7 +207,7 @@ class Artifact:
         frame, expected = self.parity_sample()
         report, _ = run_parity_check(
             lambda _f: expected,
-            predict_with(self.signature, self.runtime.predict),
+            predict_with(self.signature, lambda cols: self.predict_columns(cols, observe=False)),
             {"stored_sample": frame},
             tolerance=float(self.manifest["parity"]["tolerance"]),
             precision=str(self.manifest["parity"]["precision"]),
@@ -276,9 +287,10 @@ def package(
     data: pd.DataFrame,
     *,
     name: str,
-    target: str | None = None,
+    target: str | pd.Series | np.ndarray | Sequence[Any] | None = None,
+    nullable: Sequence[str] | None = None,
     postprocess: Postprocess | Sequence[Postprocess] | None = None,
-    metrics: Mapping[str, float] | None = None,
+    metrics: Mapping[str, float] | Sequence[str] | None = None,
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
     tolerance: float = 1e-5,
@@ -291,16 +303,11 @@ def package(
     check_model(model)
     if not isinstance(data, pd.DataFrame):
         raise SchemaError(f"`data` must be a pandas DataFrame of raw inputs; got {type(data).__name__} instead")
-    if target is not None:
-        if target not in data.columns:
-            raise SchemaError(
-                f"target column {target!r} is not in `data`; columns: {list(data.columns)}", column=target
-            )
-        data = data.drop(columns=[target])
+    data, target_info, labels = _split_target(model, data, target)
+    metrics = _resolve_metrics(model, data, labels, metrics)
     signature = infer_signature(data)
     feature_order = [str(c) for c in getattr(model, "feature_names_in_", data.columns)]
     plan = plan_outputs(model_classes(model), postprocess)
-    signature = signature.with_outputs(plan.specs())
     dtypes = {str(c): str(t) for c, t in data.dtypes.items()}
 
     rng = np.random.default_rng(random_state)
@@ -312,6 +319,8 @@ def package(
 
     def reference(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         return reference_outputs(model, frame, plan)
+
+    signature = _with_nullability(signature, sample, reference, nullable).with_outputs(plan.specs())
 
     files: dict[str, bytes] = {}
     blocked: dict[str, str] | None = None
@@ -336,9 +345,15 @@ def package(
         runtime = PythonRuntime(_deserialize_python(file_name, blob), signature, plan, dtypes)
         precision, estimator, thresholds = "python", type(model).__name__, {}
     cases.update(edge_cases(sample, signature, thresholds))
+    # The check runs the artifact itself (its one predict path); the manifest is completed below.
+    artifact = Artifact(
+        {"name": name, "signature": signature.to_dict(), "postprocess": plan.to_dict(), "portable": blocked is None},
+        files,
+        runtime,
+    )
     report, expected = run_parity_check(
         reference,
-        predict_with(signature, runtime.predict),
+        predict_with(signature, lambda cols: artifact.predict_columns(cols, observe=False)),
         cases,
         tolerance=tolerance,
         precision=precision,
@@ -374,14 +389,142 @@ def package(
         "postprocess": plan.to_dict(),
         "pandas_dtypes": dtypes,
         "parity": report.to_dict(),
-        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
-        "training_data": _fingerprint(data),
+        "metrics": metrics,
+        "training_data": _fingerprint(data) | ({"target": target_info} if target_info else {}),
         "environment": environment(model_packages(model)),
         "lineage": lineage(tags={str(k): str(v) for k, v in (tags or {}).items()}),
         "files": {n: file_entry(b) for n, b in sorted(files.items())},
     }
     validate_manifest(manifest)
-    return Artifact(manifest, files, runtime)
+    artifact.manifest = manifest
+    return artifact
+
+
+def _split_target(
+    model: Any, data: pd.DataFrame, target: str | pd.Series | np.ndarray | Sequence[Any] | None
+) -> tuple[pd.DataFrame, dict[str, Any] | None, pd.Series | None]:
+    """The raw inputs without the target, and a summary of the training labels (None without a target)."""
+    if target is None:
+        return data, None, None
+    if isinstance(target, str):
+        if target not in data.columns:
+            raise SchemaError(
+                f"target column {target!r} is not in `data`; columns: {list(data.columns)}", column=target
+            )
+        return data.drop(columns=[target]), _target_summary(target, data[target]), data[target]
+    if isinstance(target, pd.DataFrame) or not isinstance(target, pd.Series | np.ndarray | list | tuple):
+        raise SchemaError(
+            "`target` must be a column name of `data`, or a Series/array of one label per row; "
+            f"got {type(target).__name__} instead"
+        )
+    labels = target if isinstance(target, pd.Series) else pd.Series(np.asarray(target))
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise SchemaError(f"`target` has {len(labels)} labels but `data` has {len(data)} rows; pass one label per row")
+    name = labels.name if isinstance(labels.name, str) else None
+    fitted_on = {str(c) for c in getattr(model, "feature_names_in_", [])}
+    if name is not None and name in data.columns and name not in fitted_on:
+        data = data.drop(columns=[name])  # y = df["churn"] with df still holding it: not an input
+    return data, _target_summary(name, labels), labels
+
+
+_METRICS = ("accuracy", "roc_auc", "log_loss", "r2", "mae", "rmse")
+
+
+def _resolve_metrics(
+    model: Any, data: pd.DataFrame, labels: pd.Series | None, metrics: Mapping[str, float] | Sequence[str] | None
+) -> dict[str, float]:
+    """Metrics given as numbers are recorded as they are; metric names are computed on (data, target)."""
+    if metrics is None or isinstance(metrics, Mapping):
+        return {k: float(v) for k, v in (metrics or {}).items()}
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [n for n in names if n not in _METRICS]
+    if unknown:
+        raise SchemaError(f"unknown metric(s) {unknown}; parity computes {list(_METRICS)} (or pass a dict of values)")
+    if labels is None:
+        raise SchemaError(f"metrics {names} are computed from the labels: pass target= (a column name or a Series)")
+    from sklearn import metrics as skm
+
+    y = labels.to_numpy()
+    out: dict[str, float] = {}
+    for name in names:
+        if name in ("r2", "mae", "rmse"):
+            pred = np.asarray(model.predict(data), dtype=np.float64)
+            value = {"r2": skm.r2_score, "mae": skm.mean_absolute_error}.get(name, skm.root_mean_squared_error)(y, pred)
+        elif name == "accuracy":
+            value = skm.accuracy_score(y, model.predict(data))
+        else:
+            proba = model.predict_proba(data)
+            if name == "log_loss":
+                value = skm.log_loss(y, proba, labels=list(model.classes_))
+            elif proba.shape[1] == 2:
+                value = skm.roc_auc_score(y == model.classes_[1], proba[:, 1])
+            else:
+                value = skm.roc_auc_score(y, proba, multi_class="ovr", labels=list(model.classes_))
+        out[name] = float(value)
+    return out
+
+
+def _target_summary(name: str | None, labels: pd.Series) -> dict[str, Any]:
+    """Label distribution (classes) or moments (numbers) of the training target."""
+    out: dict[str, Any] = {"name": name, "rows": len(labels), "nulls": int(labels.isna().sum())}
+    present = labels.dropna()
+    if pd.api.types.is_float_dtype(present.dtype) and present.nunique() > 20:
+        values = present.to_numpy(dtype=np.float64)
+        out.update(mean=float(values.mean()), std=float(values.std()), min=float(values.min()), max=float(values.max()))
+    else:
+        counts = present.astype(str).value_counts().sort_index()
+        out["distribution"] = {str(k): int(v) for k, v in counts.items()}
+    return out
+
+
+def _with_nullability(
+    signature: Signature,
+    sample: pd.DataFrame,
+    reference: Any,
+    declared: Sequence[str] | None,
+) -> Signature:
+    """Mark nullable the columns whose nulls the pipeline handles (imputed, or NaN-aware estimators).
+
+    A column with nulls in training is nullable anyway. Otherwise the Python pipeline is run on rows
+    with that column missing: if it answers, the column accepts nulls (and the parity check proves the
+    graph answers the same on those rows). ``declared`` (``package(nullable=[...])``) replaces the
+    inference: exactly those columns become nullable, and each must pass the same test.
+    """
+    import warnings
+
+    names = signature.input_names
+    if declared is not None:
+        if isinstance(declared, str):
+            declared = [declared]
+        unknown = [c for c in declared if c not in names]
+        if unknown:
+            raise SchemaError(f"nullable= names unknown column(s) {unknown}; inputs: {names}", column=unknown[0])
+        candidates = [c for c in signature.inputs if c.name in declared and not c.nullable]
+    else:
+        candidates = [c for c in signature.inputs if not c.nullable and c.datatype != "BOOL"]
+    specs = {c.name: c for c in signature.inputs}
+    for spec in candidates:
+        if spec.datatype == "BOOL":
+            raise SchemaError(
+                f"column {spec.name!r} is bool; a nullable bool column must have nulls in the training data "
+                "(as pandas 'boolean' dtype)",
+                column=spec.name,
+            )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the verdict must not depend on the caller's warning filters
+                reference(null_case(sample, spec))
+        except Exception as exc:
+            if declared is not None:
+                raise UnsupportedModelError(
+                    f"column {spec.name!r} is declared nullable, but the pipeline fails on a missing value there "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                    "impute it (e.g. SimpleImputer) in the pipeline or remove it from nullable="
+                ) from exc
+            continue
+        datatype = "FP64" if spec.datatype in ("INT64", "INT32") else spec.datatype  # NaN needs a float tensor
+        specs[spec.name] = dataclasses.replace(spec, nullable=True, datatype=datatype)
+    return Signature(tuple(specs[n] for n in names), signature.outputs)
 
 
 def validate_manifest(manifest: Mapping[str, Any]) -> None:
@@ -439,4 +582,15 @@ def artifact_from_files(
         runtime = PythonRuntime(
             model, signature, OutputPlan.from_dict(manifest["postprocess"]), manifest["pandas_dtypes"]
         )
-    return Artifact(manifest, files, runtime)
+    artifact = Artifact(manifest, files, runtime)
+    if not artifact.parity_passed:
+        log.warning("%s", failed_parity_warning(artifact))
+    return artifact
+
+
+def failed_parity_warning(artifact: Artifact) -> str:
+    """The warning every load of an artifact whose recorded parity check failed prints."""
+    return (
+        f"artifact {artifact.name!r} FAILED its parity check at packaging: it does not answer what the Python "
+        f"pipeline answers ({artifact.manifest['parity'].get('failure')})"
+    )

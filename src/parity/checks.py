@@ -242,7 +242,7 @@ def run_parity_check(
                 diff.max_rel_diff, diff.worst_case, diff.worst_row = rel_d, case, worst
             diff.max_abs_diff = max(diff.max_abs_diff, abs_d)
             if bad and failure is None:
-                row = frame.iloc[[worst or 0]].to_dict(orient="records")[0]
+                row = _row_summary(frame, worst or 0, case)
                 failure = (
                     f"output {name!r} differs in case {case!r}: {bad} of {len(frame)} rows beyond tolerance "
                     f"{tolerance:g} (max diff {abs_d:.3g}); worst row {worst}: {row}; "
@@ -266,6 +266,22 @@ def run_parity_check(
             report=report,
         )
     return report, expected_by_case
+
+
+MAX_SHOWN_COLUMNS = 8
+
+
+def _row_summary(frame: pd.DataFrame, row: int, case: str) -> str:
+    """One row for a message: the column the case is about, else at most MAX_SHOWN_COLUMNS columns."""
+    kind, _, column = case.partition(":")
+    if kind in ("null", "unseen", "empty", "extreme", "threshold") and column in frame.columns:
+        names = [column]
+    else:
+        names = [str(c) for c in frame.columns[:MAX_SHOWN_COLUMNS]]
+    values = frame.iloc[row]
+    text = "{" + ", ".join(f"{n!r}: {values[n]!r}" for n in names) + "}"
+    hidden = len(frame.columns) - len(names)
+    return text + (f" (+{hidden} other columns)" if hidden else "")
 
 
 def predict_with(signature: Signature, run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> Predict:

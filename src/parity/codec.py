@@ -8,6 +8,7 @@ same :class:`~parity.errors.SchemaError` everywhere.
 
 from __future__ import annotations
 
+import math
 import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "NUMPY_DTYPES",
     "OIP_DATATYPES",
     "WIRE_DTYPES",
+    "EncodedColumns",
     "decode_outputs",
     "encode_column",
     "encode_columns",
@@ -68,12 +70,16 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
+class EncodedColumns(dict[str, np.ndarray]):
+    """Columns that passed :func:`encode_columns` / :func:`encode_frame`: typed, validated, one per input."""
+
+
 def _describe(value: Any) -> str:
     # reprlib bounds depth and length: a 1,000-level nested list must not raise RecursionError.
     return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
-def _first_bad(values: np.ndarray, ok: np.ndarray) -> int:
+def _first_bad(ok: np.ndarray) -> int:
     return int(np.flatnonzero(~ok)[0])
 
 
@@ -97,6 +103,36 @@ def _numbers_from_list(values: list[Any]) -> np.ndarray | None:
         return None
 
 
+_INT_BOUNDS = {"INT64": (-(2.0**63), 2.0**63), "INT32": (-(2.0**31), 2.0**31)}
+
+
+def accepts_booleans(spec: ColumnSpec) -> bool:
+    """Booleans are not numbers, except in the FP64 0/1/NaN column parity makes of a bool column with nulls."""
+    return spec.datatype == "BOOL" or (
+        spec.datatype == "FP64" and spec.nullable and spec.minimum == 0.0 and spec.maximum == 1.0
+    )
+
+
+def _check_integers(spec: ColumnSpec, out: np.ndarray) -> None:
+    """Integer columns: every value finite, whole and within the datatype's range (else name the row)."""
+    lo, hi = _INT_BOUNDS[spec.datatype]
+    if out.dtype.kind == "f":
+        bad = ~np.isfinite(out) | (np.floor(out) != out) | (out < lo) | (out >= hi)
+    else:
+        bad = (out < lo) | (out >= hi) if out.dtype.kind == "u" or spec.datatype == "INT32" else None
+    if bad is None or not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    value = out[row].item()
+    bits = 63 if spec.datatype == "INT64" else 31
+    whole = math.isfinite(value) and math.floor(value) == value
+    why = f"out of range [-2^{bits}, 2^{bits})" if whole else "integers must be finite and whole"
+    raise SchemaError(
+        f"column {spec.name!r} expects {spec.datatype} integers; received {value!r} at row {row} ({why})",
+        column=spec.name,
+    )
+
+
 def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
     """Return a numeric column as the signature's numpy dtype, or raise SchemaError."""
     if type(values) is list and len(values) >= _LIST_MIN_ROWS:
@@ -106,33 +142,52 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
                 return fast  # the common serving case: nothing left to check
             values = fast
     if type(values) is list:
-        # np.asarray would turn [1.0, "a"] into strings; keep the values as objects instead
-        # so the check below names the first non-number and its row.
-        try:
-            arr = np.asarray(values)
-        except ValueError:  # ragged: a list among the values
-            arr = np.empty(len(values), dtype=object)
-            arr[:] = values
-        if arr.dtype.kind not in "fiub" or arr.ndim != 1:
-            arr = np.empty(len(values), dtype=object)
-            arr[:] = values
+        # Element by element into an object array: np.asarray would turn [1.0, "a"] into strings and
+        # [True, 2] into numbers; the check below names the first non-number and its row instead.
+        arr = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            arr[i] = v
     else:
         arr = values if isinstance(values, np.ndarray) else np.asarray(values)
+    booleans = accepts_booleans(spec)
+    if arr.dtype.kind == "b" and not booleans:
+        raise SchemaError(
+            f"column {spec.name!r} expects {spec.datatype} numbers; received booleans (booleans are not numbers: "
+            "send 0/1 if that is what you mean)",
+            column=spec.name,
+        )
     if arr.dtype.kind in "fiub":
         out = arr.astype(np.float64, copy=False) if arr.dtype.kind == "b" else arr
     elif arr.dtype.kind == "O":
+        number = int | float | np.number
         ok = np.fromiter(
-            (v is None or (isinstance(v, int | float | np.number) and not isinstance(v, str)) for v in arr),
+            (
+                v is None
+                or v is pd.NA
+                or (isinstance(v, number) and not isinstance(v, bool | np.bool_))
+                or (booleans and isinstance(v, bool | np.bool_))
+                for v in arr
+            ),
             dtype=bool,
             count=arr.size,
         )
         if not ok.all():
-            row = _first_bad(arr, ok)
+            row = _first_bad(ok)
+            hint = " (booleans are not numbers: send 0/1)" if isinstance(arr[row], bool | np.bool_) else ""
             raise SchemaError(
-                f"column {spec.name!r} expects {spec.datatype} numbers; received {_describe(arr[row])} at row {row}",
+                f"column {spec.name!r} expects {spec.datatype} numbers; received {_describe(arr[row])} at row {row}"
+                + hint,
                 column=spec.name,
             )
-        out = np.array([np.nan if v is None else v for v in arr], dtype=np.float64)
+        try:
+            out = np.array([np.nan if v is None or v is pd.NA else float(v) for v in arr], dtype=np.float64)
+        except OverflowError:  # a Python int beyond float range
+            row = next(i for i, v in enumerate(arr) if isinstance(v, int) and abs(v) > 1e308)
+            raise SchemaError(
+                f"column {spec.name!r} expects {spec.datatype} numbers; received an integer of "
+                f"{len(str(arr[row]))} digits at row {row}, beyond any numeric type",
+                column=spec.name,
+            ) from None
     else:
         sample = arr.ravel()[0] if arr.size else None
         raise SchemaError(
@@ -152,12 +207,8 @@ def _encode_numeric(spec: ColumnSpec, values: Any) -> np.ndarray:
                 )
             if spec.datatype in ("INT64", "INT32"):
                 raise SchemaError(f"column {spec.name!r} ({spec.datatype}) cannot hold nulls", column=spec.name)
-        if spec.datatype in ("INT64", "INT32") and not np.all(np.floor(out) == out):
-            row = int(np.flatnonzero(np.floor(out) != out)[0])
-            raise SchemaError(
-                f"column {spec.name!r} expects {spec.datatype} integers; received {out[row].item()!r} at row {row}",
-                column=spec.name,
-            )
+    if spec.datatype in ("INT64", "INT32"):
+        _check_integers(spec, out)
     target = NUMPY_DTYPES[spec.datatype]
     return out if out.dtype == target else out.astype(target)
 
@@ -170,7 +221,7 @@ def _encode_bool(spec: ColumnSpec, values: Any) -> np.ndarray:
         ok = np.fromiter((isinstance(v, bool | np.bool_) for v in arr), dtype=bool, count=arr.size)
         if ok.all():
             return arr.astype(bool)
-        row = _first_bad(arr, ok)
+        row = _first_bad(ok)
         what = "null" if arr[row] is None else _describe(arr[row])
         raise SchemaError(f"column {spec.name!r} expects BOOL; received {what} at row {row}", column=spec.name)
     raise SchemaError(f"column {spec.name!r} expects BOOL; received {arr.dtype} values", column=spec.name)
@@ -283,7 +334,7 @@ def encode_columns(
     *,
     n_rows: int | None = None,
     encoded: Mapping[str, np.ndarray] | None = None,
-) -> dict[str, np.ndarray]:
+) -> EncodedColumns:
     """Validate a mapping of column -> values against ``signature`` and return typed arrays.
 
     ``encoded`` holds columns a caller already validated; they are passed through unchanged.
@@ -294,7 +345,7 @@ def encode_columns(
         raise SchemaError(
             f"missing input column(s) {missing}; the model takes {signature.input_names}", column=missing[0]
         )
-    out: dict[str, np.ndarray] = {}
+    out = EncodedColumns()
     for spec in signature.inputs:
         arr = done[spec.name] if spec.name in done else encode_column(spec, columns[spec.name])
         if arr.ndim != 1:
@@ -325,9 +376,9 @@ def _column_values(values: Any) -> np.ndarray:
         arrow = getattr(values, "_pa_array", None)
         return np.array(arrow.to_pylist(), dtype=object) if arrow is not None else values.to_numpy(dtype=object)
     if pd.api.types.is_bool_dtype(dtype):
-        # A nullable boolean column with NA becomes 0.0/1.0/NaN: the encoder rejects it unless the
-        # signature says FP64, which is how bool columns with nulls are declared.
-        return values.to_numpy(dtype=bool) if not values.isna().any() else values.to_numpy("float64", na_value=np.nan)
+        # Booleans stay booleans (with None for NA) so the encoder applies its one rule: only BOOL
+        # columns and the FP64 0/1/NaN columns made of training bools with nulls accept them.
+        return values.to_numpy(dtype=bool) if not values.isna().any() else values.to_numpy(object, na_value=None)
     if pd.api.types.is_numeric_dtype(dtype):
         return values.to_numpy(dtype="float64", na_value=np.nan)
     if len(values) >= _ARROW_MIN_ROWS and hasattr(values, "__arrow_array__"):
@@ -340,7 +391,7 @@ def _column_values(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=object)
 
 
-def encode_frame(signature: Signature, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+def encode_frame(signature: Signature, frame: pd.DataFrame) -> EncodedColumns:
     """Validate a DataFrame against ``signature`` and return typed column arrays."""
     if not isinstance(frame, pd.DataFrame):
         raise SchemaError(f"input must be a pandas DataFrame; got {type(frame).__name__} instead")
@@ -366,7 +417,7 @@ def encode_frame(signature: Signature, frame: pd.DataFrame) -> dict[str, np.ndar
         else:
             values[spec.name] = _column_values(raw)
     if not values and len(encoded) == len(signature.inputs):
-        return encoded
+        return EncodedColumns(encoded)
     return encode_columns(signature, values, n_rows=len(frame), encoded=encoded)
 
 
@@ -379,7 +430,7 @@ def _fast_numeric(spec: ColumnSpec, raw: Any) -> np.ndarray | None:
         if not spec.nullable and np.isnan(raw).any():
             return None  # let the general path name the row
         return raw if raw.dtype == np.float64 else raw.astype(np.float64)
-    if spec.datatype == "INT64" and kind in "iu":
+    if spec.datatype == "INT64" and kind == "i":  # uint64 goes the checked way (values above 2^63)
         return raw if raw.dtype == np.int64 else raw.astype(np.int64)
     return None
 

@@ -65,6 +65,7 @@ def lineage(cwd: Path | None = None, tags: dict[str, str] | None = None) -> dict
     commit = _git(["rev-parse", "HEAD"], where)
     info: dict[str, Any] = {"git_commit": commit, "git_dirty": None, "tags": dict(tags or {})}
     if commit:
-        status = _git(["status", "--porcelain", "--untracked-files=no"], where)
+        # Untracked files count: a new, uncommitted module the model imports is not in the commit either.
+        status = _git(["status", "--porcelain", "--untracked-files=normal"], where)
         info["git_dirty"] = bool(status)
     return info

@@ -35,6 +35,15 @@ def check_model(model: Any) -> None:
         raise UnsupportedModelError(f"`model` ({type(model).__name__}) is not fitted; call .fit(X, y) first") from exc
     except TypeError:
         pass  # not a scikit-learn estimator: the predict call will tell
+    final = model.steps[-1][1] if type(model).__name__ == "Pipeline" and model.steps else model
+    get_params = getattr(final, "get_params", None)
+    if type(final).__name__.startswith("XGB") and callable(get_params) and get_params().get("enable_categorical"):
+        raise UnsupportedModelError(
+            f"{type(final).__name__}(enable_categorical=True) uses XGBoost's native categorical splits, which "
+            "parity cannot export or check exactly; encode the text columns in the pipeline instead "
+            "(e.g. OneHotEncoder or OrdinalEncoder in a ColumnTransformer) and fit with enable_categorical=False",
+            step=type(final).__name__,
+        )
     if model_classes(model) is not None and not hasattr(model, "predict_proba"):
         raise UnsupportedModelError(
             f"{type(model).__name__} is a classifier without predict_proba; parity needs probabilities "

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from parity.errors import SchemaError
+from parity.errors import SchemaError, UnsupportedModelError
 
 log = logging.getLogger("parity.schema")
 
@@ -241,22 +241,26 @@ def _column_spec(name: str, series: pd.Series) -> ColumnSpec:
         else:
             datatype = "FP64"
         return ColumnSpec(name, datatype, nullable, minimum=lo, maximum=hi)
+    if isinstance(dtype, pd.CategoricalDtype) and not all(isinstance(c, str) for c in dtype.categories):
+        raise UnsupportedModelError(
+            f"column {name!r} has dtype category with {dtype.categories.dtype} categories, which parity cannot "
+            f"carry; parity carries categories of strings: convert it with df[{name!r}].astype(str) "
+            f"(or to numbers with df[{name!r}].astype(float)) before fitting and packaging"
+        )
     if isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype) or dtype is np.dtype(object):
         present = series.dropna().to_numpy(dtype=object)
         if not _is_text(present):
             bad = next(v for v in present if not isinstance(v, str))
-            raise SchemaError(
-                f"column {name!r} mixes text with {type(bad).__name__} values (e.g. {bad!r}); "
-                "convert it to one type (str or a number) before packaging",
-                column=name,
+            raise UnsupportedModelError(
+                f"column {name!r} (dtype {dtype}) mixes text with {type(bad).__name__} values (e.g. {bad!r}); "
+                f"convert it to one type (e.g. df[{name!r}].astype(str), or numbers) before fitting and packaging"
             )
         distinct = sorted(set(present.tolist()))
         cats = tuple(distinct) if len(distinct) <= MAX_CATEGORIES else None
         return ColumnSpec(name, "BYTES", nullable, categories=cats, missing=text_missing_marker(name, series))
-    raise SchemaError(
-        f"column {name!r} has dtype {dtype}, which parity cannot carry; "
-        "convert it to numbers, bools or strings (e.g. dates to timestamps) before packaging",
-        column=name,
+    raise UnsupportedModelError(
+        f"column {name!r} has dtype {dtype}, which parity cannot carry; convert it to numbers, bools or strings "
+        f"before fitting and packaging (e.g. a date to a timestamp: df[{name!r}].astype('int64') // 10**9)"
     )
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.server.conftest import model_env  # noqa: F401 (a packaged model for the serving test)
+
 _SERVER = """
 import sys
 from werkzeug.serving import run_simple

@@ -72,8 +72,10 @@ def fit_pipeline(frame: pd.DataFrame, flip: bool = False) -> object:
 
 
 def package(pipeline: object, frame: pd.DataFrame) -> parity.Artifact:
-    """Package with a 0.6 threshold and string labels."""
-    return parity.package(pipeline, frame, name="churn", postprocess=parity.Threshold(0.6, labels=("no", "yes")))
+    """Package with a 0.6 threshold and string labels; only columns with nulls in training are nullable."""
+    return parity.package(
+        pipeline, frame, name="churn", postprocess=parity.Threshold(0.6, labels=("no", "yes")), nullable=[]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,10 @@
  *   BOOL -> bool, BYTES -> string;
  * - a missing value (null / undefined / NaN) in a nullable numeric column is NaN, in a nullable
  *   BYTES column the one-character string U+E000 (MISSING_STRING); anywhere else it is an error;
- * - booleans are accepted in numeric columns as 0 / 1 (as in Python), numbers are not accepted in
- *   BYTES or BOOL columns, strings are not accepted in numeric columns;
+ * - booleans are not numbers: numeric columns refuse them, except the FP64 0/1/NaN column parity
+ *   makes of a training bool column with nulls (nullable, range [0, 1]), as in Python; numbers are
+ *   not accepted in BYTES or BOOL columns, strings are not accepted in numeric columns;
+ * - integer columns refuse non-finite, fractional and out-of-range values, naming column and row;
  * - keys of a record that are not inputs of the model are ignored.
  */
 
@@ -106,6 +108,16 @@ function isMissing(v) {
 const q = (name) => JSON.stringify(name);
 
 /**
+ * Booleans are not numbers, except in the FP64 column made of a bool column with nulls (parity.codec.accepts_booleans).
+ * @param {ColumnSpec} spec
+ * @returns {boolean}
+ */
+function acceptsBooleans(spec) {
+  const range = spec.range;
+  return spec.datatype === 'FP64' && spec.nullable && Array.isArray(range) && range[0] === 0 && range[1] === 1;
+}
+
+/**
  * @param {ColumnSpec} spec
  * @returns {string} what the column accepts, e.g. "FP64 number or null"
  */
@@ -163,7 +175,7 @@ function encodeFloat(spec, values) {
     } else if (isMissing(v)) {
       if (!spec.nullable) throw nullError(spec, i);
       out[i] = NaN;
-    } else if (typeof v === 'boolean') {
+    } else if (typeof v === 'boolean' && acceptsBooleans(spec)) {
       out[i] = v ? 1 : 0;
     } else if (typeof v === 'bigint') {
       out[i] = Number(v);
@@ -189,8 +201,6 @@ function encodeInt64(spec, values) {
     } else if (typeof v === 'bigint') {
       if (v < INT64_MIN || v > INT64_MAX) throw outOfRange(spec, i, v);
       out[i] = v;
-    } else if (typeof v === 'boolean') {
-      out[i] = v ? 1n : 0n;
     } else if (isMissing(v)) {
       throw nullError(spec, i);
     } else {
@@ -210,7 +220,6 @@ function encodeInt32(spec, values) {
   for (let i = 0; i < values.length; i++) {
     let v = values[i];
     if (typeof v === 'bigint' && v >= -(2n ** 31n) && v < 2n ** 31n) v = Number(v);
-    if (typeof v === 'boolean') v = v ? 1 : 0;
     if (typeof v === 'number' && Number.isInteger(v)) {
       if (v < -(2 ** 31) || v >= 2 ** 31) throw outOfRange(spec, i, v);
       out[i] = v;

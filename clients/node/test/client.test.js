@@ -122,10 +122,14 @@ describe('record -> tensor conversion', () => {
     throwsSchema(() => encodeRecords(SIG, [{ ...ROW, plan: { x: 1 } }]), [/"plan"/, /received object/]);
   });
 
-  test('booleans count as 0/1 in numeric columns and bigints as integers, as in Python', () => {
-    const enc = encodeRecords(SIG, [{ ...ROW, age: true, income: false, n: 7n, k: 5n }]);
-    assert.equal(enc.age.data[0], 1);
-    assert.equal(enc.income.data[0], 0);
+  test('booleans are not numbers (as in Python); bigints are integers', () => {
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, age: true }]), [/"age"/, /boolean true at row 0/]);
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, n: false }]), [/"n"/, /boolean false/]);
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, k: true }]), [/"k"/, /boolean true/]);
+    throwsSchema(() => encodeRecords(SIG, [{ ...ROW, n: Infinity }]), [/"n"/, /INT64 integer/]);
+    const flag = { name: 'flag', datatype: 'FP64', nullable: true, shape: [-1], range: [0, 1] };
+    assert.deepEqual(Array.from(encodeColumn(flag, [true, null, false]).data), [1, NaN, 0]);
+    const enc = encodeRecords(SIG, [{ ...ROW, n: 7n, k: 5n }]);
     assert.equal(enc.n.data[0], 7n);
     assert.equal(enc.k.data[0], 5);
   });

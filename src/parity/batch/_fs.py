@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from parity._fs import arrow_filesystem, is_remote
 from parity.errors import SchemaError
 
 __all__ = ["FORMATS", "atomic_dir", "atomic_file", "open_dataset", "resolve"]
@@ -29,6 +30,8 @@ def resolve(url: str | os.PathLike[str], filesystem: pafs.FileSystem | None = No
     text = os.fspath(url)
     if filesystem is not None:
         return filesystem, text.split("://", 1)[1] if "://" in text else text
+    if is_remote(text):
+        return arrow_filesystem(text)  # the s3fs every parity layer uses (endpoint, credentials, timeouts)
     if "://" in text:
         try:
             return pafs.FileSystem.from_uri(text)
@@ -79,10 +82,24 @@ def atomic_dir(
     fs.create_dir(tmp, recursive=True)
     try:
         yield fs, tmp
-        fs.move(tmp, path)
+        if is_remote(os.fspath(url)):
+            _publish_remote_dir(fs, tmp, path)
+        else:
+            fs.move(tmp, path)
     except BaseException:
         fs.delete_dir(tmp)
         raise
+
+
+def _publish_remote_dir(fs: pafs.FileSystem, tmp: str, path: str) -> None:
+    """Object stores have no directory rename: move each finished file from its temporary key, then
+    write ``_SUCCESS`` (the Spark/Hadoop convention) so readers can tell the output is complete."""
+    for info in fs.get_file_info(pafs.FileSelector(tmp, recursive=True)):
+        if info.is_file:
+            fs.move(info.path, f"{path}/{info.path[len(tmp) + 1 :]}")
+    with fs.open_output_stream(f"{path}/_SUCCESS") as out:
+        out.write(b"")
+    fs.delete_dir_contents(tmp, missing_dir_ok=True)
 
 
 @contextmanager
@@ -94,7 +111,7 @@ def atomic_file(
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         raise FileExistsError(f"output {os.fspath(url)!r} already exists: choose a new path")
     parent, name = os.path.split(path)
-    if fs.get_file_info(parent).type != pafs.FileType.Directory:
+    if not is_remote(os.fspath(url)) and fs.get_file_info(parent).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"output directory {parent!r} does not exist")
     tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
     try:

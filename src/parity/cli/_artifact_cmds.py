@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -129,11 +130,16 @@ def predict_cmd(
         _check_columns(source.columns, signature, input_path, keep_inputs)
     outputs = output_schema(signature)
     rows = 0
+    ignored: set[str] = set()
     with atomic_output(output_path) as tmp, row_progress(disable=quiet) as progress:
         task = progress.add_task("predict", total=source.total_rows)
         writer = BatchWriter(tmp, file_format(output_path))
         try:
             for batch in source.batches():
+                extra = [c for c in batch.column_names if c not in artifact.signature.input_names and c not in ignored]
+                if extra and not keep_inputs:
+                    ignored.update(extra)  # one warning per column, as Artifact.predict does
+                    warn(f"ignoring column(s) {extra} of {input_path}: the model does not take them")
                 writer.write(_predict_batch(artifact, batch, outputs, keep_inputs, rows, input_path))
                 rows += batch.num_rows
                 progress.update(task, completed=rows)
@@ -171,9 +177,9 @@ def _predict_batch(
     try:
         result = artifact.predict(batch.frame())
     except SchemaError as exc:
-        # The codec's row numbers count from the start of the batch: say where the batch starts.
-        where = f"{path}, data rows {start + 1}-{start + batch.num_rows}"
-        raise SchemaError(f"{where}: {exc}", column=exc.column) from exc
+        # The codec counts rows from 0 within the batch: name the file and the row in it (1 = first data row).
+        message = re.sub(r"\bat row (\d+)", lambda m: f"at data row {start + int(m.group(1)) + 1}", str(exc))
+        raise SchemaError(f"{path}: {message}", column=exc.column) from exc
     # No pandas metadata: it would describe the batch frame, not the file being written.
     table = pa.Table.from_pandas(result, schema=outputs, preserve_index=False).replace_schema_metadata(None)
     if not keep_inputs:

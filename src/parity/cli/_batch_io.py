@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from parity.codec import ARROW_TYPES, records_to_columns
+from parity.errors import SchemaError
 from parity.schema import Signature
 
 __all__ = [
@@ -76,6 +77,11 @@ class Batch(Protocol):
         """The model's input columns (those present) as pandas, for ``Artifact.predict``."""
         ...
 
+    @property
+    def column_names(self) -> list[str]:
+        """Every column of the batch (inputs or not)."""
+        ...
+
     def table(self) -> pa.Table:
         """Every input column as Arrow (for ``--keep-inputs``)."""
         ...
@@ -89,6 +95,10 @@ class _ArrowBatch:
     @property
     def num_rows(self) -> int:
         return self.data.num_rows
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.data.column_names)
 
     def frame(self) -> pd.DataFrame:
         present = [c for c in self.inputs if c in self.data.column_names]
@@ -106,6 +116,10 @@ class _RecordsBatch:
     @property
     def num_rows(self) -> int:
         return len(self.records)
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(dict.fromkeys(k for record in self.records for k in record))
 
     def frame(self) -> pd.DataFrame:
         # Object columns keep each JSON value as is, so the codec names the exact bad value and row.
@@ -151,36 +165,74 @@ def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]
         yield pa.Table.from_batches(pending)
 
 
+# What a numeric CSV field spells a null as (pyarrow's defaults; pandas writes NaN as an empty field).
+_NUMERIC_NULLS = pa.array(
+    [
+        *["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN"],
+        *["N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"],
+    ]
+)
+
+
 class _CsvInput:
     def __init__(self, path: Path, signature: Signature, batch_size: int) -> None:
         import pyarrow.csv as pacsv
 
-        self.signature, self.batch_size = signature, batch_size
-        self._text = [c.name for c in signature.inputs if c.datatype == "BYTES"]
+        self.path, self.signature, self.batch_size = path, signature, batch_size
+        # Every input is read as text and converted below, so a bad value is reported with its
+        # column and row (Arrow's own conversion error names neither) and "30.0" (how pandas
+        # writes an integer column that had a null) reads as the integer 30.
         self._reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK),
             convert_options=pacsv.ConvertOptions(
-                column_types={c.name: ARROW_TYPES[c.datatype] for c in signature.inputs},
-                # Text stays text ("NA" is a value); only the empty field becomes null, below.
-                strings_can_be_null=False,
+                column_types={c.name: pa.string() for c in signature.inputs}, strings_can_be_null=False
             ),
         )
         self.columns: list[str] | None = list(self._reader.schema.names)
         self.total_rows: int | None = None
 
-    def _nulls(self, table: pa.Table) -> pa.Table:
-        for name in self._text:
-            if name in table.column_names:
-                i = table.column_names.index(name)
-                column = table.column(i)
-                empty_to_null = pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
-                table = table.set_column(i, name, empty_to_null)
+    def _convert(self, table: pa.Table, start: int) -> pa.Table:
+        for spec in self.signature.inputs:
+            if spec.name not in table.column_names:
+                continue
+            i = table.column_names.index(spec.name)
+            text = table.column(i)
+            if spec.datatype == "BYTES":
+                # Text stays text ("NA" is a value); only the empty field is a null.
+                converted = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+            else:
+                text = pc.if_else(pc.is_in(text, value_set=_NUMERIC_NULLS), pa.scalar(None, pa.string()), text)
+                converted = self._numbers(spec.name, spec.datatype, text, start)
+            table = table.set_column(i, spec.name, converted)
         return table
 
+    def _numbers(self, name: str, datatype: str, text: pa.ChunkedArray, start: int) -> pa.ChunkedArray:
+        target = ARROW_TYPES[datatype]
+        attempts = [target, pa.float64()] if datatype in ("INT64", "INT32") else [target]
+        for attempt in attempts:
+            try:
+                # INT columns that only parse as float go on as float64: the codec then checks each
+                # value is a whole number in range and names the row of one that is not.
+                return pc.cast(text, attempt)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        for row, value in enumerate(text.to_pylist()):
+            try:
+                pc.cast(pa.array([value], pa.string()), attempts[-1])
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise SchemaError(
+                    f"{self.path}: column {name!r}, data row {start + row + 1} (line {start + row + 2}): "
+                    f"expected {datatype}; received {value!r}",
+                    column=name,
+                ) from None
+        raise SchemaError(f"{self.path}: column {name!r} cannot be read as {datatype}", column=name)
+
     def batches(self) -> Iterator[Batch]:
+        start = 0
         for table in _rebatch(iter(self._reader), self.batch_size):
-            yield _ArrowBatch(self._nulls(table), self.signature.input_names)
+            yield _ArrowBatch(self._convert(table, start), self.signature.input_names)
+            start += table.num_rows
 
 
 class _ParquetInput:

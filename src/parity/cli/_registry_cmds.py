@@ -52,6 +52,14 @@ def _change_dict(change: AliasChange) -> dict[str, Any]:
     }
 
 
+AllowFailedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-failed-parity", help="Accept a version whose parity check FAILED (it will not answer like Python)."
+    ),
+]
+
+
 def _arrow(old: int | None, new: int | None) -> str:
     return f"{'-' if old is None else old} -> {'(deleted)' if new is None else new}"
 
@@ -61,6 +69,7 @@ def push_cmd(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Artifact directory to register.")],
     alias: Annotated[str | None, typer.Option("--alias", "-a", help="Point this alias at the pushed version.")] = None,
+    allow_failed_parity: AllowFailedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Register an artifact directory as the next version of its model (identical content is not duplicated)."""
@@ -72,10 +81,10 @@ def push_cmd(
         known = {v.version for v in registry.versions(str(manifest.get("name")))}
     except NotFoundError:
         known = set()
-    version = registry.push(path)
+    version = registry.push(path, allow_failed_parity=allow_failed_parity)
     created = version.version not in known
     if alias is not None:
-        registry.set_alias(version.name, alias, version.version)
+        registry.set_alias(version.name, alias, version.version, allow_failed_parity=allow_failed_parity)
         version = registry.get(f"{version.name}:{version.version}")  # refresh its aliases
     if json_out:
         print_json({**_version_dict(version), "new": created})
@@ -142,10 +151,11 @@ def alias_cmd(
     name: NameArg,
     alias: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias to create or move, e.g. production.")],
     version: Annotated[int, typer.Argument(metavar="VERSION", min=1, help="Version number the alias points at.")],
+    allow_failed_parity: AllowFailedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Point ALIAS of model NAME at VERSION (recorded in the alias history)."""
-    change = get_state(ctx).registry().set_alias(name, alias, version)
+    change = get_state(ctx).registry().set_alias(name, alias, version, allow_failed_parity=allow_failed_parity)
     if json_out:
         print_json(_change_dict(change))
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -31,9 +32,19 @@ __all__ = [
     "warn",
 ]
 
+
 # Both consoles look up sys.stdout / sys.stderr when printing, so test runners that swap them still capture output.
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+def _console(*, stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output (CI logs, files) would get rich's 80-column default, which squeezes the skew
+        # table's ten columns into one-character slivers; a terminal keeps its own width.
+        console.width = 160
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def print_json(obj: Any) -> None:

@@ -30,7 +30,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", help="REST port.")] = 8080,
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0 disables gRPC).")] = 8081,
     lake: Annotated[
-        str, typer.Option("--lake", help="Prediction lake directory ('' or 'none' disables it).")
+        str,
+        typer.Option("--lake", help="Prediction lake: a directory or s3://bucket/prefix ('' or 'none' disables it)."),
     ] = DEFAULT_LAKE,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes sharing the port.")] = 1,
     token: Annotated[
@@ -58,6 +59,12 @@ def serve(
         str | None, typer.Option("--registry", help="Registry root (default $PARITY_HOME or ./.parity).")
     ] = None,
     trusted: Annotated[bool, typer.Option("--trusted", help="Allow non-portable (pickled) artifacts.")] = False,
+    allow_failed_parity: Annotated[
+        bool, typer.Option("--allow-failed-parity", help="Serve versions whose parity check FAILED (warned).")
+    ] = False,
+    extra_inputs: Annotated[
+        str, typer.Option("--extra-inputs", help="Inputs the model does not take: reject (400) or ignore.")
+    ] = "reject",
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
@@ -105,6 +112,8 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             trusted=trusted,
+            allow_failed_parity=allow_failed_parity,
+            extra_inputs=extra_inputs,
             log_level=log_level,
             access_log=access_log,
             header_timeout_s=header_timeout,

@@ -36,7 +36,8 @@ def skew_cmd(
         ),
     ],
     data: Annotated[
-        Path, typer.Option("--data", help="Lake root, directory of Parquet, a Parquet file, or a CSV file.")
+        str,
+        typer.Option("--data", help="Lake root, directory of Parquet, a Parquet file, or a CSV file (or s3:// URL)."),
     ],
     since: Annotated[
         str | None, typer.Option("--since", help="Keep rows with ts >= this ISO time (UTC if naive).")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -43,7 +45,10 @@ def _notes(f: FeatureReport) -> str:
     parts = [p.message for p in f.schema]
     parts += [f"{m.name}: {m.note}" for m in f.metrics if m.severity != "ok" and m.note]
     if f.current and f.current.unseen_examples and not any(m.name == "unseen_share" and m.note for m in f.metrics):
-        parts.append("unseen e.g. " + ", ".join(f.current.unseen_examples[:3]))
+        # Quoted, so an empty-string category is visible.
+        parts.append(
+            "unseen e.g. " + ", ".join(json.dumps(v, ensure_ascii=False) for v in f.current.unseen_examples[:3])
+        )
     if f.ignored:
         parts.append("ignored by the thresholds file")
     return "; ".join(parts)

@@ -53,7 +53,7 @@ from parity._format import (
 )
 from parity._fs import is_remote, join
 from parity._io import canonical_json
-from parity.errors import ArtifactError, NotFoundError, RegistryError
+from parity.errors import ArtifactError, NotFoundError, ParityMismatchError, RegistryError
 from parity.registry._refs import Ref, parse_ref, validate_alias, validate_name
 from parity.registry._storage import LocalStorage, Storage
 
@@ -159,6 +159,18 @@ def default_root() -> Path:
 # --------------------------------------------------------------------------- registry
 
 
+def _refuse_failed_parity(manifest: Mapping[str, Any], action: str, allowed: bool) -> None:
+    """Raise ParityMismatchError for an artifact whose recorded parity check failed, unless allowed."""
+    parity = manifest.get("parity") or {}
+    if parity.get("passed", True) or allowed:
+        return
+    raise ParityMismatchError(
+        f"refusing to {action} {manifest.get('name')!r}: its parity check FAILED at packaging "
+        f"({parity.get('failure')}); the served model would not answer what the Python pipeline answers. "
+        "Fix the model, or force it with allow_failed_parity=True (CLI: --allow-failed-parity)"
+    )
+
+
 def _names(items: Sequence[object]) -> str:
     return ", ".join(str(i) for i in items) if items else "(none)"
 
@@ -247,10 +259,15 @@ class Registry:
 
     # ------------------------------------------------------------------ push
 
-    def push(self, artifact_or_dir: str | os.PathLike[str] | SavableArtifact) -> ModelVersion:
-        """Register an artifact directory (or object with ``.save``); identical content is deduplicated."""
+    def push(
+        self, artifact_or_dir: str | os.PathLike[str] | SavableArtifact, *, allow_failed_parity: bool = False
+    ) -> ModelVersion:
+        """Register an artifact directory (or object with ``.save``); identical content is deduplicated.
+
+        An artifact whose recorded parity check failed is refused unless ``allow_failed_parity``.
+        """
         if isinstance(artifact_or_dir, str | os.PathLike):
-            return self._push_dir(Path(artifact_or_dir))
+            return self._push_dir(Path(artifact_or_dir), allow_failed_parity)
         if not (hasattr(artifact_or_dir, "save") and hasattr(artifact_or_dir, "manifest")):
             raise RegistryError(
                 "push() takes a path to an artifact directory or an artifact with .save(path) and .manifest, "
@@ -258,11 +275,13 @@ class Registry:
             )
         with tempfile.TemporaryDirectory(prefix="parity-push-") as tmp:
             directory = Path(tmp) / "artifact"
+            _refuse_failed_parity(artifact_or_dir.manifest, "push", allow_failed_parity)
             artifact_or_dir.save(directory)
-            return self._push_dir(directory)
+            return self._push_dir(directory, allow_failed_parity)
 
-    def _push_dir(self, directory: Path) -> ModelVersion:
+    def _push_dir(self, directory: Path, allow_failed_parity: bool = False) -> ModelVersion:
         manifest = verify_dir(directory)
+        _refuse_failed_parity(manifest, "push", allow_failed_parity)
         name = validate_name(manifest.get("name"))
         digest = manifest_digest(manifest)
         # Fast path without the lock: re-pushing known content copies nothing.
@@ -453,11 +472,14 @@ class Registry:
         """Return ``{alias: version}`` of model ``name``."""
         return dict(sorted(self._index(name)["aliases"].items()))
 
-    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
-        """Point ``alias`` of model ``name`` at ``version`` (creating or moving it)."""
+    def set_alias(self, name: str, alias: str, version: int, *, allow_failed_parity: bool = False) -> AliasChange:
+        """Point ``alias`` of model ``name`` at ``version``; a version that failed parity needs the flag."""
         validate_alias(alias)
         if isinstance(version, bool) or not isinstance(version, int):
             raise RegistryError(f"version must be an int, got {version!r}")
+        if not allow_failed_parity and version in {v.version for v in self.versions(name)}:
+            raw = self.storage.read_bytes(f"{self._model(name)}/versions/{version}/{MANIFEST}")
+            _refuse_failed_parity(json.loads(raw), f"point alias {alias!r} at", False)
         return self._change_alias(name, alias, version)
 
     def delete_alias(self, name: str, alias: str) -> AliasChange:

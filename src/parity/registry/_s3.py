@@ -39,7 +39,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from parity._fs import filesystem, is_remote
+from parity._fs import cache_root, filesystem, is_remote
 from parity.errors import RegistryError
 from parity.registry._storage import ConflictError, _key_parts
 
@@ -85,8 +85,8 @@ class S3Storage:
         self.conditional = env if conditional_writes is None else conditional_writes
         self.lease_s = lease_s
         self.lock_timeout_s = lock_timeout_s
-        root = Path(cache_dir or os.environ.get("PARITY_CACHE") or Path.home() / ".cache" / "parity")
-        self.cache = root.expanduser().absolute() / "s3" / self.bucket / (self.prefix or "_")
+        root = Path(cache_dir).expanduser().absolute() if cache_dir is not None else cache_root()
+        self.cache = root / "s3" / self.bucket / (self.prefix or "_")
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"

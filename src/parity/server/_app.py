@@ -36,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.supervisors import Multiprocess
 
+from parity._lake_s3 import lake_writer
 from parity.errors import ParityError
 from parity.lake import LakeWriter
 from parity.registry import Registry
@@ -85,7 +86,7 @@ DataPlaneFactory = Callable[[ServerConfig, LakeWriter | None], DataPlane]
 
 def create_app(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
-    lake = LakeWriter(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
+    lake = lake_writer(config.lake, flush_interval_s=config.lake_flush_interval_s) if config.lake else None
     make = make_dataplane or (lambda cfg, lk: DataPlane.from_config(cfg, lake=lk))
     dataplane = make(config, lake)
 
@@ -185,6 +186,9 @@ def _uvicorn_options(config: ServerConfig) -> dict[str, Any]:
         "limit_concurrency": config.limit_concurrency,
         "http": GuardedHttpProtocol,
         "ws": "none",
+        # Worker processes unpickle GuardedHttpProtocol (importing the server) before they answer the
+        # supervisor's health pings: give a slow start on a busy node more than uvicorn's 5 s.
+        "timeout_worker_healthcheck": 60,
         "backlog": 2048,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": config.graceful_timeout_s,

@@ -38,6 +38,10 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     trusted: bool = False
+    allow_failed_parity: bool = False
+    """Serve versions whose recorded parity check failed (warned about in logs and model metadata)."""
+    extra_inputs: str = "reject"
+    """Request inputs the model does not take: "reject" (400 naming it) or "ignore" (dropped)."""
     log_level: str = "info"
     access_log: bool = False
     lake_flush_interval_s: float = 2.0
@@ -68,6 +72,8 @@ class ServerConfig:
             raise ValueError("pass both tls_cert and tls_key, or neither")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.extra_inputs not in ("reject", "ignore"):
+            raise ValueError(f"extra_inputs must be 'reject' or 'ignore', got {self.extra_inputs!r}")
         for name in ("header_timeout_s", "body_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 import parity
-from parity.artifact import Artifact
-from parity.codec import NUMPY_DTYPES, encode_column, encode_columns
+from parity.artifact import Artifact, failed_parity_warning
+from parity.codec import NUMPY_DTYPES, EncodedColumns, encode_column, encode_columns
 from parity.errors import ParityError, SchemaError
 from parity.lake import LakeWriter
 from parity.registry import Registry
@@ -69,6 +69,8 @@ class DataPlane:
         *,
         registry: Registry | None = None,
         trusted: bool = False,
+        allow_failed_parity: bool = False,
+        extra_inputs: str = "reject",
         lake: LakeWriter | None = None,
         metrics: Metrics | None = None,
         max_batch_size: int = 64,
@@ -80,10 +82,12 @@ class DataPlane:
         self.max_batch_size = max_batch_size
         self.max_batch_delay_ms = max_batch_delay_ms
         self.request_timeout_s = request_timeout_s
+        self.reject_extra = extra_inputs == "reject"
         self.repository = ModelRepository(
             refs,
             registry=registry or Registry(),
             trusted=trusted,
+            allow_failed_parity=allow_failed_parity,
             make_batcher=self._make_batcher,
             on_reload=self._on_reload,
         )
@@ -102,6 +106,8 @@ class DataPlane:
             config.refs,
             registry=Registry(config.registry) if config.registry else Registry(),
             trusted=config.trusted,
+            allow_failed_parity=config.allow_failed_parity,
+            extra_inputs=config.extra_inputs,
             lake=lake,
             max_batch_size=config.max_batch_size,
             max_batch_delay_ms=config.max_batch_delay_ms,
@@ -109,8 +115,12 @@ class DataPlane:
         )
 
     def _make_batcher(self, artifact: Artifact, version: str) -> Batcher:
+        def run(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            # The batcher concatenates columns that infer() validated: no second validation.
+            return artifact.predict_columns(EncodedColumns(columns))
+
         return Batcher(
-            artifact.runtime.predict,
+            run,
             max_batch_size=self.max_batch_size,
             max_batch_delay_ms=self.max_batch_delay_ms,
             on_batch=self.metrics.observe_batch(artifact.name, version),
@@ -169,13 +179,16 @@ class DataPlane:
     def model_metadata(self, name: str, version: str | int | None = None) -> dict[str, Any]:
         """OIP model metadata: name, served versions, platform, inputs and outputs (shape [-1])."""
         handle = self.repository.get(name, version)
-        return {
+        meta: dict[str, Any] = {
             "name": handle.name,
             "versions": self.repository.versions(name),
             "platform": handle.platform,
             "inputs": handle.inputs_metadata,
             "outputs": handle.outputs_metadata,
         }
+        if not handle.artifact.parity_passed:
+            meta["parameters"] = {"parity": "FAILED", "warning": failed_parity_warning(handle.artifact)}
+        return meta
 
     def model_ready(self, name: str, version: str | int | None = None) -> bool:
         """True when the model (version) is loaded and takes requests; ModelNotFound if not served."""
@@ -204,7 +217,7 @@ class DataPlane:
             label_model, label_version = handle.name, handle.version_str
             if not handle.ready:
                 raise ModelNotReady(f"model {name!r} version {handle.version_str} is not ready")
-            encoded = validate_columns(handle, columns)
+            encoded = validate_columns(handle, columns, reject_extra=self.reject_extra)
             rows = len(next(iter(encoded.values())))
             try:
                 async with asyncio.timeout(self.request_timeout_s):
@@ -270,9 +283,11 @@ class DataPlane:
         return self.repository.index()
 
 
-def validate_columns(handle: ModelHandle, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def validate_columns(
+    handle: ModelHandle, columns: Mapping[str, Any], *, reject_extra: bool = True
+) -> dict[str, np.ndarray]:
     """The request's columns typed by the handle's signature; a SchemaError naming the input otherwise."""
-    extra = [k for k in columns if k not in handle.input_names]
+    extra = [k for k in columns if k not in handle.input_names] if reject_extra else []
     if extra:
         raise SchemaError(
             f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",

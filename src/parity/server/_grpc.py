@@ -169,7 +169,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         rid = request_id(request.id or _metadata(context, "x-request-id"))
         request_id_var.set(rid)
         try:
-            decoded = decode_infer_request(request, self.dp.handle(name, version).signature)
+            decoded = decode_infer_request(
+                request, self.dp.handle(name, version).signature, reject_extra=self.dp.reject_extra
+            )
         except Exception as exc:
             self.dp.record_error(name, "grpc", exc)  # failures inside infer() are counted there
             _abort(context, exc)

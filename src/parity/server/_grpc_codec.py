@@ -88,7 +88,9 @@ def _raw(name: str, datatype: str, raw: bytes, rows: int, index: int) -> Any:
     return decode_raw(name, datatype, raw, rows)
 
 
-def decode_infer_request(request: pb.ModelInferRequest, signature: Signature) -> DecodedInfer:
+def decode_infer_request(
+    request: pb.ModelInferRequest, signature: Signature, *, reject_extra: bool = True
+) -> DecodedInfer:
     """Decode the inputs of a ``ModelInferRequest`` into columns (input name -> values)."""
     if not request.inputs:
         raise BadRequest("the request has no inputs; send one tensor per input column")
@@ -103,6 +105,8 @@ def decode_infer_request(request: pb.ModelInferRequest, signature: Signature) ->
     columns: dict[str, Any] = {}
     for i, tensor in enumerate(request.inputs):
         name = tensor.name
+        if name not in known and not reject_extra:
+            continue  # --extra-inputs ignore
         spec, rows = check_tensor(name, tensor.datatype, list(tensor.shape), known, columns, signature)
         has_contents = tensor.HasField("contents")
         if raw:

@@ -109,10 +109,12 @@ class ModelRepository:
         registry: Registry,
         make_batcher: BatcherFactory,
         trusted: bool = False,
+        allow_failed_parity: bool = False,
         on_reload: ReloadHook | None = None,
     ) -> None:
         self.registry = registry
         self.trusted = trusted
+        self.allow_failed_parity = allow_failed_parity
         self._make_batcher = make_batcher
         self._on_reload = on_reload
         self._slots = [_Slot(ref, parse_ref(ref)) for ref in refs]
@@ -189,6 +191,12 @@ class ModelRepository:
         else:
             # Pin the resolved version: the alias may move again while we load.
             artifact = self.registry.load(f"{slot.parsed.name}:{version}", trusted=self.trusted)
+        if not artifact.parity_passed and not self.allow_failed_parity:
+            raise ParityMismatchError(
+                f"{artifact.name}:{version} FAILED its parity check at packaging "
+                f"({artifact.manifest['parity'].get('failure')}); refusing to serve it. "
+                "Start the server with --allow-failed-parity to serve it anyway"
+            )
         report = artifact.verify(raise_on_failure=False)
         # An artifact packaged with allow_mismatch records a failed parity check: only require that it runs.
         if not report.passed and artifact.parity_passed:

@@ -158,7 +158,7 @@ class RestHandlers:
                 header_length = int(raw_length)
             except ValueError:
                 raise BadRequest(f"invalid Inference-Header-Content-Length {echo(raw_length)}") from None
-        return parse_infer_request(body, header_length, handle.signature)
+        return parse_infer_request(body, header_length, handle.signature, reject_extra=self.dp.reject_extra)
 
     async def infer(self, request: Request) -> Response:
         """OIP inference (JSON, or JSON header + binary tensors)."""
@@ -193,7 +193,7 @@ class RestHandlers:
         instances = payload.get("instances") if isinstance(payload, dict) else None
         if not isinstance(instances, list) or not instances:
             raise BadRequest('the request body must be {"instances": [{column: value, ...}, ...]}')
-        return records_to_columns(handle.signature, instances, reject_extra=True)
+        return records_to_columns(handle.signature, instances, reject_extra=self.dp.reject_extra)
 
     async def v1_predict(self, request: Request) -> Response:
         """KServe V1: records in, records out."""

@@ -172,7 +172,9 @@ def loads_json(data: bytes | memoryview) -> Any:
     return value
 
 
-def parse_infer_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
+def parse_infer_request(
+    body: bytes, header_length: int | None, signature: Signature, *, reject_extra: bool = True
+) -> InferRequest:
     """Decode an OIP REST inference request (JSON, or JSON header + binary tensors) into columns."""
     header: bytes | memoryview
     if header_length is None:
@@ -197,6 +199,10 @@ def parse_infer_request(body: bytes, header_length: int | None, signature: Signa
         name = tensor.get("name")
         if not isinstance(name, str):
             raise BadRequest(f"inputs[{i}] needs a string 'name'")
+        if name not in known and not reject_extra:
+            size = _params(tensor, f"input {name!r}").get("binary_data_size")
+            offset += size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+            continue  # --extra-inputs ignore
         spec, rows = check_tensor(name, tensor.get("datatype"), tensor.get("shape"), known, columns, signature)
         datatype = spec.datatype
         size = _params(tensor, f"input {name!r}").get("binary_data_size")

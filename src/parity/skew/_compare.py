@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -22,6 +23,11 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
 
+def quote_category(value: str) -> str:
+    """A category as shown to people: quoted, so the empty string and surrounding spaces are visible."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def bins_of(p: ColumnProfile) -> tuple[np.ndarray, list[str]]:
     """Return the comparison bins of a column (non-null counts) and their labels."""
     if isinstance(p, NumericProfile):
@@ -30,7 +36,7 @@ def bins_of(p: ColumnProfile) -> tuple[np.ndarray, list[str]]:
         inner.append(f"[{_fmt(e[-2])}, {_fmt(e[-1])}]")  # the last inner bin is closed (training max)
         return p.bins.astype(np.int64), [f"< {_fmt(e[0])}", *inner, f"> {_fmt(e[-1])}"]
     if isinstance(p, CategoricalProfile):
-        return np.append(p.counts, p.other).astype(np.int64), [*p.spec.categories, "(other)"]
+        return np.append(p.counts, p.other).astype(np.int64), [*map(quote_category, p.spec.categories), "(other)"]
     false = p.count - p.nulls - p.true
     return np.array([false, p.true], np.int64), ["false", "true"]
 
@@ -113,7 +119,7 @@ def compare_column(ref: ColumnProfile, cur: ColumnProfile, rules: FeatureRules) 
             # values bound the singletons from above.
             base = min(len(ref.spec.rare), ref.other) / n_ref
             guard = m.Z_GUARD * math.sqrt(base * (1.0 - base) / n_cur)
-            examples = ", ".join(cur.unseen_examples[:5])
+            examples = ", ".join(map(quote_category, cur.unseen_examples[:5]))
             dist("unseen_share", share, max(share - base - guard, 0.0), base, f"e.g. {examples}" if examples else "")
         else:
             dist("unseen_share", None, None, None)

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from parity._fs import filesystem, is_remote, mirror
 from parity.errors import SchemaError
 from parity.lake import LINEAGE_PREFIX, META_COLUMNS, OUTPUT_PREFIX
 from parity.profile import (
@@ -192,6 +193,22 @@ def _csv_convert(forced: dict[str, pa.DataType], include: list[str] | None) -> p
     )
 
 
+def _local(path: str | os.PathLike[str], model: str | None) -> Path:
+    """``path`` itself, or the local mirror of an object-storage location."""
+    if not is_remote(path):
+        return Path(path)
+    try:
+        fs, base = filesystem(path)
+        lake = model is not None and fs.isdir(base) and fs.exists(f"{base}/model={model}")
+        return mirror(path, under=f"model={model}" if lake else None)
+    except FileNotFoundError as exc:
+        raise SkewDataError(
+            f"serving data {str(path)!r} does not exist; pass a lake root, Parquet or CSV path"
+        ) from exc
+    except OSError as exc:
+        raise SkewDataError(f"cannot read serving data {str(path)!r}: {exc}") from exc
+
+
 def open_source(
     path: str | os.PathLike[str],
     *,
@@ -201,8 +218,11 @@ def open_source(
     model_version: int | None = None,
     text_columns: Sequence[str] = (),
 ) -> Source:
-    """Resolve ``path``: a lake root (only ``model``'s partitions), a Parquet directory or file, or CSV."""
-    root = Path(path)
+    """Resolve ``path``: a lake root (only ``model``'s partitions), a Parquet directory or file, or CSV.
+
+    An ``s3://`` location is mirrored into the local cache first (only ``model``'s partitions of a lake).
+    """
+    root = _local(path, model)
     if not root.exists():
         raise SkewDataError(f"serving data {str(root)!r} does not exist; pass a lake root, Parquet or CSV path")
     forced = {c: pa.string() for c in text_columns}

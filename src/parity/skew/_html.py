@@ -10,6 +10,7 @@ Every string that comes from data or paths goes through :func:`html.escape`.
 from __future__ import annotations
 
 import html
+import json
 import os
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def _feature(i: int, f: FeatureReport, report: SkewReport) -> str:
             + "</p>"
         )
     if cur is not None and cur.unseen_examples:
-        items = "".join(f"<li><code>{_e(v)}</code></li>" for v in cur.unseen_examples)
+        items = "".join(f"<li><code>{_e(json.dumps(v, ensure_ascii=False))}</code></li>" for v in cur.unseen_examples)
         out.append(f"<div class='unseen'>unseen categories ({cur.unseen:,} rows):<ul>{items}</ul></div>")
     charts = []
     if f.histogram is not None:

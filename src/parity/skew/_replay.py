@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from parity.artifact import Artifact
-from parity.codec import encode_columns
 from parity.errors import NotFoundError, ParityError, SchemaError
 from parity.lake import OUTPUT_PREFIX, lake_column_name
 from parity.registry import Registry
@@ -76,7 +75,7 @@ class _Replayer:
 
     def _predict(self, batch: pa.RecordBatch | pa.Table) -> dict[str, np.ndarray]:
         columns = {n: _values(batch.column(self._col(n)), t) for n, t in self.text.items()}
-        return self.model.runtime.predict(encode_columns(self.model.signature, columns))
+        return self.model.predict_columns(columns, observe=False)
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Replay one batch; a batch the codec rejects is retried row by row to find the bad rows."""
