@@ -161,7 +161,9 @@ def test_run_parity_check_passes_within_half_the_tolerance() -> None:
     assert report.rows_checked == 5 and report.cases == {"rows": 4, "single:0": 1}
     assert report.outputs["probability"].mismatches == 0
     assert report.outputs["probability"].max_abs_diff == pytest.approx(0.5 * TOL, rel=1e-6)
-    assert report.outputs["label"].max_abs_diff == 0.0
+    assert report.outputs["probability"].max_rel_diff == pytest.approx(0.5 * TOL, rel=1e-6)
+    assert report.outputs["probability"].worst_case is not None
+    assert report.outputs["label"].max_abs_diff == 0.0 and report.outputs["label"].max_rel_diff == 0.0
     np.testing.assert_array_equal(expected["rows"]["probability"], [0.0, 0.1, 0.2, 0.3])
     assert report.to_dict()["outputs"]["probability"]["mismatches"] == 0
 

@@ -101,7 +101,7 @@ def free_port() -> int:
 # The installed console script: every server test goes through the real `parity serve` command.
 PARITY = Path(sys.executable).parent / "parity"
 # What uvicorn / gRPC print when the port picked by free_port() was taken in between.
-BIND_ERRORS = ("address already in use", "Failed to bind", "[Errno 98]")
+BIND_ERRORS = ("address already in use", "failed to bind", "[errno 98]", "cannot listen on")
 
 
 class ServerProcess:
@@ -135,7 +135,7 @@ class ServerProcess:
         """If the server died of a bind conflict, start it again on fresh ports and return True."""
         if self.proc.poll() is None or self.restarts >= self.attempts:
             return False
-        if not any(marker in self.log() for marker in BIND_ERRORS):
+        if not any(marker in self.log().lower() for marker in BIND_ERRORS):
             return False
         self._log.close()
         self.restarts += 1

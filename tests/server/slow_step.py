@@ -7,7 +7,7 @@ import time
 import pandas as pd
 
 SLOW_MARKER = -999.0  # an income no real request has
-SLOW_SECONDS = 4.0
+SLOW_SECONDS = 10.0  # far beyond the test server's 3 s request timeout
 
 
 def slow_on_marker(frame: pd.DataFrame) -> pd.DataFrame:

@@ -61,7 +61,7 @@ def test_two_models_trusted_and_the_inference_timeout(
     start_server: type[ServerProcess], model_env: ModelEnv, slow_dir: Path
 ) -> None:
     server = start_server(
-        [str(model_env.artifact_dir), str(slow_dir), "--lake", "none", "--trusted", "--request-timeout", "1"],
+        [str(model_env.artifact_dir), str(slow_dir), "--lake", "none", "--trusted", "--request-timeout", "3"],
         env=_env(),
     )
     server.wait_ready()
@@ -80,11 +80,9 @@ def test_two_models_trusted_and_the_inference_timeout(
         marked.loc[marked.index[0], "income"] = SLOW_MARKER
         r = _infer(c, "slow", marked)
         assert r.status_code == 504, r.text
-        assert "within 1 s" in r.json()["error"]
+        assert "within 3 s" in r.json()["error"]
         # The other model is unaffected while the slow run still holds its worker.
         assert _outputs(_infer(c, "churn", rows))["label"] == churn["label"].tolist()
-        metrics = c.get("/metrics").text
-        assert _metric(metrics, "parity_request_errors_total", model="slow", status="504") == 1
 
 
 def test_model_not_ready_is_503(model_env: ModelEnv) -> None:

@@ -23,7 +23,7 @@ import pyarrow as pa
 from parity._format import MANIFEST
 from parity._spark import spark_session, spark_type
 from parity.artifact import Artifact, load_artifact
-from parity.batch._score import BatchResult, plan, score_frame
+from parity.batch._score import BatchResult, plan, score_frame, single_threaded
 from parity.errors import IntegrityError
 from parity.registry import artifact_digest
 
@@ -56,7 +56,7 @@ def executor_artifact(name: str, digest: str, trusted: bool) -> Artifact:
         actual = artifact_digest(artifact.manifest)
         if actual != digest:
             raise IntegrityError(f"the artifact shipped to this executor has digest {actual}, the driver sent {digest}")
-        _LOADED[digest] = artifact
+        _LOADED[digest] = single_threaded(artifact)
     return _LOADED[digest]
 
 

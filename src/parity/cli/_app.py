@@ -14,9 +14,9 @@ from typer.core import TyperGroup
 import parity
 from parity.cli import _artifact_cmds, _batch_cmds, _compose_cmds, _deploy_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
-from parity.cli._errors import UNEXPECTED, epilog, exit_code_for, missing_serve_dist
+from parity.cli._errors import UNEXPECTED, epilog, exit_code_for, missing_serve_dist, with_flags
 from parity.cli._render import error_line, warn
-from parity.errors import MissingDependencyError, UntrustedArtifactError
+from parity.errors import MissingDependencyError
 
 __all__ = ["COMMAND_GROUPS", "app", "main"]
 
@@ -38,8 +38,8 @@ class ParityGroup(TyperGroup):
             message = str(exc) or type(exc).__name__
             if code == UNEXPECTED:
                 message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
-            elif isinstance(exc, UntrustedArtifactError):
-                message += " (CLI: rerun with --trusted)"  # the library names its parameter, trusted=True
+            else:
+                message = with_flags(message)
             error_line(message)
             raise typer.Exit(code) from None
 

@@ -83,3 +83,13 @@ def epilog() -> str:
     """Render EXIT_CODES for ``parity --help``."""
     lines = "\n".join(f"  {row.code}  {row.meaning}" for row in EXIT_CODES)
     return f"Exit codes:\n\n{lines}"
+
+
+PARAMETER_FLAGS: dict[str, str] = {"trusted=True": "--trusted", "allow_failed_parity=True": "--allow-failed-parity"}
+"""Library messages name Python parameters; the CLI adds the flag that sets each one."""
+
+
+def with_flags(message: str) -> str:
+    """Append the CLI flag of every parameter that ``message`` names."""
+    flags = [flag for param, flag in PARAMETER_FLAGS.items() if param in message]
+    return f"{message} (CLI: {', '.join(flags)})" if flags else message

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from parity.cli._errors import with_flags
 from parity.errors import ParityError
 from parity.server._batching import DEFAULT_MAX_BATCH_DELAY_MS, DEFAULT_MAX_BATCH_SIZE
 from parity.server._config import DEFAULT_LAKE, ServerConfig
@@ -131,7 +132,7 @@ def main() -> None:
     try:
         typer.run(serve)
     except ParityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_flags(str(exc))}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # uvicorn re-raises SIGINT once it has shut down gracefully
         sys.exit(130)

@@ -134,6 +134,11 @@ def _requirement(text: str) -> Any:
     return Requirement(text)
 
 
+def _applies(req: Any, extras: set[str]) -> bool:
+    """Whether a requirement's marker holds for the base install or one of ``extras``."""
+    return any(req.marker.evaluate({"extra": e}) for e in (extras or {""}))
+
+
 def runtime_requirements(manifest: Mapping[str, Any]) -> list[str]:
     """Requirement strings of the artifact's runtime, with training-environment versions pinned."""
     portable = bool(manifest.get("portable", True))
@@ -141,16 +146,25 @@ def runtime_requirements(manifest: Mapping[str, Any]) -> list[str]:
         canonical(k): str(v) for k, v in (manifest.get("environment", {}).get("packages") or {}).items()
     }
     trained.pop("parity", None)
-    extras = set(metadata.metadata("parity").get_all("Provides-Extra") or [])
-    wanted = {"serve"} & extras
+    declared = set(metadata.metadata("parity").get_all("Provides-Extra") or [])
+    requires = [_requirement(text) for text in metadata.requires("parity") or []]
+    # The serve extra, plus every extra it pulls in through a self-reference such as "parity[cli]".
+    wanted = {"serve"} & declared
+    while True:
+        more = {
+            extra
+            for req in requires
+            if canonical(req.name) == "parity" and (req.marker is None or _applies(req, wanted))
+            for extra in req.extras
+        } - wanted
+        if not more:
+            break
+        wanted |= more
     out: dict[str, str] = {}
-    for text in metadata.requires("parity") or []:
-        req = _requirement(text)
-        if req.marker is not None:
-            envs = [{"extra": e} for e in wanted] or [{"extra": ""}]
-            if not any(req.marker.evaluate(env) for env in envs):
-                continue
+    for req in requires:
         name = canonical(req.name)
+        if name == "parity" or (req.marker is not None and not _applies(req, wanted)):
+            continue
         if portable and name in TRAINING_ONLY:
             continue
         extra = f"[{','.join(sorted(req.extras))}]" if req.extras else ""

@@ -195,7 +195,7 @@ class ModelRepository:
             raise ParityMismatchError(
                 f"{artifact.name}:{version} FAILED its parity check at packaging "
                 f"({artifact.manifest['parity'].get('failure')}); refusing to serve it. "
-                "Start the server with --allow-failed-parity to serve it anyway"
+                "Serve it anyway only with allow_failed_parity=True"
             )
         report = artifact.verify(raise_on_failure=False)
         # An artifact packaged with allow_mismatch records a failed parity check: only require that it runs.

@@ -176,12 +176,12 @@ def profile_parquet_spark(
     def profile_tasks(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
             out = []
-            for index, path, group in frame.itertuples(index=False):
+            for task, path, group in frame.itertuples(index=False):
                 part = _read_row_group((path, int(group), columns, cats, filter))
-                out.append((int(index), json.dumps(profile_partition(part, spec, batch_size).to_dict())))
-            yield pd.DataFrame(out, columns=["index", "profile"])
+                out.append((int(task), json.dumps(profile_partition(part, spec, batch_size).to_dict())))
+            yield pd.DataFrame(out, columns=["task", "profile"])
 
     slices = min(len(tasks), session.sparkContext.defaultParallelism * 4)
-    task_df = session.createDataFrame(tasks, "index long, path string, group int").repartition(slices)
-    rows = task_df.mapInPandas(profile_tasks, schema="index long, profile string").collect()
-    return merge_profile_rows(r.profile for r in sorted(rows, key=lambda r: r.index))
+    task_df = session.createDataFrame(tasks, "task long, path string, group int").repartition(slices)
+    rows = task_df.mapInPandas(profile_tasks, schema="task long, profile string").collect()
+    return merge_profile_rows(r["profile"] for r in sorted(rows, key=lambda r: r["task"]))
