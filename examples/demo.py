@@ -95,12 +95,12 @@ def serve_and_query(env: dict[str, str], rows: pd.DataFrame) -> dict[str, Any]:
         v1.raise_for_status()
         print(f"REST  V1 records  -> {len(v1.json()['predictions'])} predictions, e.g. {v1.json()['predictions'][0]}")
 
+        meta = httpx.get(f"{base}/v2/models/penguins", timeout=10).json()
+        artifact_types = {t["name"]: t["datatype"] for t in meta["inputs"]}
         inputs = []
         for col in rows.columns:
             values = [None if pd.isna(v) else v for v in rows[col].tolist()]
-            datatype = (
-                "BYTES" if rows[col].dtype.kind not in "fi" else ("INT64" if rows[col].dtype.kind == "i" else "FP64")
-            )
+            datatype = artifact_types[col]  # as the served signature declares it (numbers are FP64)
             inputs.append({"name": col, "datatype": datatype, "shape": [len(rows)], "data": values})
         v2 = httpx.post(f"{base}/v2/models/penguins/infer", json={"inputs": inputs}, timeout=10)
         v2.raise_for_status()

@@ -30,7 +30,7 @@ composition = Composition(
         ColumnSpec("bill_depth_mm", "FP64", True),
         ColumnSpec("flipper_length_mm", "FP64", True),
         ColumnSpec("body_mass_g", "FP64", True),
-        ColumnSpec("year", "INT64", False),
+        ColumnSpec("year", "FP64", False),
         ColumnSpec("island", "BYTES", True),
         ColumnSpec("sex", "BYTES", True),
     ],
