@@ -213,6 +213,11 @@ def main() -> None:
     flagged = sorted(f["name"] for f in skew_json["features"] if f["severity"] in ("warn", "alert"))
     print(f"flagged features: {flagged}; HTML report: {OUT / 'skew.html'}")
 
+    step("business logic as its own service: a composition over two model servers, with a fallback")
+    from compose_demo import run_compose_demo
+
+    composed = run_compose_demo(OUT, env, free_port, rows)
+
     step("summary")
     py_out = artifact.predict(rows)
     prob_cols = [c for c in py_out.columns if c.startswith("probability")]
@@ -240,6 +245,8 @@ def main() -> None:
     lake_ok = served["lake_rows"] == 3 * len(rows) + 400
     planted = {"bill_length_mm", "island", "body_mass_g"}
     print(f"skew found the planted drift:   {planted <= set(flagged)} ({sorted(planted)})")
+    print(f"composition == rule in-process: {composed['same']}; fallback shown: {composed['fallback']}")
+    print(f"composition skew features:      {len(composed['skew_features'])} (inputs, both models, decisions)")
     if not (
         labels_equal
         and node_diff <= 1e-5
@@ -247,6 +254,8 @@ def main() -> None:
         and server_diff <= 1e-5
         and lake_ok
         and planted <= set(flagged)
+        and composed["same"]
+        and composed["fallback"]
     ):
         raise SystemExit("demo found a mismatch")
     print(f"\ndemo OK: artifact, registry and outputs are in {OUT}/")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the Python modules of the Open Inference Protocol gRPC service
-# (src/parity/server/proto/open_inference_grpc.proto -> *_pb2.py, *_pb2.pyi, *_pb2_grpc.py).
+# (src/parity/proto/open_inference_grpc.proto -> *_pb2.py, *_pb2.pyi, *_pb2_grpc.py).
 #
 # The generated files are committed. They are made with grpcio-tools 1.62.x (protoc 25), whose
 # output has no runtime version check, so they import under every protobuf parity supports
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="$here/src/parity/server/proto"
+out="$here/src/parity/proto"
 name="open_inference_grpc"
 tools_version="1.62.3"
 

@@ -20,7 +20,12 @@ no HTTP or gRPC codes: transports map classes to status codes in a single table.
     ├── AddressInUse                a server cannot listen on its address (port taken)
     ├── LakeError                   the prediction lake cannot be written (path, disk, options)
     │   └── LakeFullError           the lake queue has no room for a request's rows
-    └── MissingDependencyError      an optional extra is not installed
+    ├── MissingDependencyError      an optional extra is not installed
+    └── CompositionError            a composition of model endpoints failed
+        ├── DeclarationError        a composition's declaration does not match its downstreams
+        └── DownstreamError         a downstream model call failed (no fallback)
+            ├── DownstreamTimeout   ... within the per-call timeout or the request deadline
+            └── DownstreamRejected  ... because the downstream refused the request (4xx)
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from __future__ import annotations
 __all__ = [
     "AddressInUse",
     "ArtifactError",
+    "CompositionError",
+    "DeclarationError",
+    "DownstreamError",
+    "DownstreamRejected",
+    "DownstreamTimeout",
     "ExportError",
     "IntegrityError",
     "LakeError",
@@ -114,3 +124,33 @@ class MissingDependencyError(ParityError, ImportError):
 
 class AddressInUse(ParityError, OSError):
     """A server cannot listen on its address (port taken or address unavailable)."""
+
+
+class CompositionError(ParityError):
+    """A composition (business rules over several model endpoints) failed."""
+
+
+class DeclarationError(CompositionError):
+    """A composition's declaration does not match a downstream (names the endpoint and field)."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.field = field
+
+
+class DownstreamError(CompositionError):
+    """A downstream model could not answer and no fallback was declared."""
+
+    def __init__(self, message: str, *, endpoint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.status = status
+
+
+class DownstreamTimeout(DownstreamError):
+    """A downstream call did not finish within its timeout or the request's deadline."""
+
+
+class DownstreamRejected(DownstreamError):
+    """A downstream refused the request as malformed (it answered 4xx): the caller's mistake."""

@@ -12,7 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 import parity
-from parity.cli import _artifact_cmds, _batch_cmds, _deploy_cmds, _registry_cmds, _skew_cmds
+from parity.cli import _artifact_cmds, _batch_cmds, _compose_cmds, _deploy_cmds, _registry_cmds, _skew_cmds
 from parity.cli._context import CliState, get_state
 from parity.cli._errors import UNEXPECTED, epilog, exit_code_for, missing_serve_dist, with_flags
 from parity.cli._render import error_line, warn
@@ -125,6 +125,7 @@ COMMAND_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     _skew_cmds.register,
     _deploy_cmds.register,
     _batch_cmds.register,
+    _compose_cmds.register,
 )
 for _register in COMMAND_GROUPS:
     _register(app)

@@ -47,7 +47,9 @@ column                    Arrow type                   meaning
 ========================  ===========================  ==========================================
 
 An input whose name collides with a metadata column above, or starts with ``output.``, is
-stored as ``input.<name>`` instead. :func:`read_lake` reads it all back as one Arrow table.
+stored as ``input.<name>`` instead. Columns named ``lineage.<...>`` are metadata of how a row was
+produced (a composition's routes, fallbacks, downstream versions and latencies), not features:
+the skew report does not profile them. :func:`read_lake` reads it all back as one Arrow table.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from parity.lake._layout import (
 )
 from parity.lake._writer import (
     DURABILITY,
+    LINEAGE_PREFIX,
     META_COLUMNS,
     OUTPUT_PREFIX,
     OVERFLOW,
@@ -73,6 +76,7 @@ from parity.lake._writer import (
 
 __all__ = [
     "DURABILITY",
+    "LINEAGE_PREFIX",
     "META_COLUMNS",
     "OUTPUT_PREFIX",
     "OVERFLOW",

@@ -32,12 +32,22 @@ from parity.lake._layout import (
 from parity.lake._wal import Wal, WalSegment, recover
 from parity.schema import MISSING_STRING, Signature
 
-__all__ = ["DURABILITY", "META_COLUMNS", "OUTPUT_PREFIX", "OVERFLOW", "LakeWriter", "lake_column_name", "lake_schema"]
+__all__ = [
+    "DURABILITY",
+    "LINEAGE_PREFIX",
+    "META_COLUMNS",
+    "OUTPUT_PREFIX",
+    "OVERFLOW",
+    "LakeWriter",
+    "lake_column_name",
+    "lake_schema",
+]
 
 log = logging.getLogger("parity.lake")
 
 OUTPUT_PREFIX = "output."
 INPUT_PREFIX = "input."
+LINEAGE_PREFIX = "lineage."
 META_COLUMNS = ("ts", "model", "model_version", "request_id", "row", "latency_ms")
 OVERFLOW = ("block", "shed", "drop")
 DURABILITY = ("buffered", "ack")

@@ -32,7 +32,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -103,11 +103,16 @@ def make_lake(config: ServerConfig) -> LakeWriter | None:
     )
 
 
-def create_app(config: ServerConfig) -> Starlette:
+DataPlaneFactory = Callable[[ServerConfig, LakeWriter | None], DataPlane]
+"""Builds the data plane an app serves (default: models of ``config.refs``; a composition's is another)."""
+
+
+def create_app(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) -> Starlette:
     """Build the ASGI app of ``config``; models load when the app's lifespan starts."""
     echo_values(config.log_values)  # errors name the field and type; values only when asked
     lake = make_lake(config)
-    dataplane = DataPlane.from_config(config, lake=lake)
+    make = make_dataplane or (lambda cfg, lk: DataPlane.from_config(cfg, lake=lk))
+    dataplane = make(config, lake)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -279,20 +284,23 @@ def _uvicorn_config(app: Any, config: ServerConfig, **kwargs: Any) -> uvicorn.Co
     return ucfg
 
 
-def serve(config: ServerConfig) -> None:
+def serve(config: ServerConfig, make_dataplane: DataPlaneFactory | None = None) -> None:
     """Run the server until SIGTERM/SIGINT (blocking); a ref that resolves to nothing raises a ParityError."""
     configure_logging(config.log_level)
-    if not config.refs:
-        raise ValueError("nothing to serve: pass at least one model reference (path, name, name:N or name@alias)")
-    # Fail fast, with one clear error instead of a lifespan traceback, on a ref that resolves to nothing.
-    registry = Registry(config.registry) if config.registry else Registry()
-    for ref in config.refs:
-        registry.path(ref)
+    if make_dataplane is None:
+        if not config.refs:
+            raise ValueError("nothing to serve: pass at least one model reference (path, name, name:N or name@alias)")
+        # Fail fast, with one clear error instead of a lifespan traceback, on a ref that resolves to nothing.
+        registry = Registry(config.registry) if config.registry else Registry()
+        for ref in config.refs:
+            registry.path(ref)
+    elif config.workers > 1:
+        raise ValueError(f"a custom data plane (e.g. a composition) runs in one process; workers is {config.workers}")
     sock = _bind(config.host, config.port)
     if config.workers > 1:
         _serve_workers(config, sock)
         return
-    app = create_app(config)
+    app = create_app(config, make_dataplane)
     server = _Server(_uvicorn_config(app, config), app.state.dataplane)
     # uvicorn re-raises the signal it shut down on once it is done; a no-op handler turns that
     # into a normal return, so a graceful SIGTERM exits 0.

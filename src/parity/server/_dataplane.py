@@ -40,7 +40,7 @@ from parity.server._errors import ModelNotFound, ModelNotReady, Overloaded, Requ
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle, ModelRepository
 
-__all__ = ["EXTENSIONS", "DataPlane", "InferResult"]
+__all__ = ["EXTENSIONS", "DataPlane", "InferResult", "validate_columns"]
 
 log = logging.getLogger("parity.server")
 
@@ -57,6 +57,8 @@ class InferResult:
     request_id: str
     datatypes: dict[str, str] = field(default_factory=dict)
     """OIP datatype of each output."""
+    parameters: dict[str, str] | None = None
+    """Response parameters (a composition's routes and fallbacks), sent by every protocol."""
 
 
 class DataPlane:
@@ -290,20 +292,7 @@ class DataPlane:
                 )
             self._inflight[handle] = self._inflight.get(handle, 0) + 1
             admitted = True
-            extra = [k for k in columns if k not in handle.input_names] if self.reject_extra else []
-            if extra:
-                raise SchemaError(
-                    f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",
-                    column=extra[0],
-                )
-            try:
-                encoded = encode_columns(handle.signature, columns)
-            except (TypeError, ValueError, OverflowError) as exc:
-                # SchemaError (a ValueError) is the codec's own verdict; anything else it raised comes
-                # from values it could not read at all (nested lists, numbers beyond float range).
-                if isinstance(exc, ParityError):
-                    raise
-                raise _unreadable(handle, columns, exc) from exc
+            encoded = validate_columns(handle, columns, reject_extra=self.reject_extra)
             rows = len(next(iter(encoded.values())))
             lake = self.lake
             if lake is not None:
@@ -410,6 +399,26 @@ def _mark_counted(exc: BaseException) -> None:
     """Flag an exception as already in the metrics (the adapter sees it again on the way out)."""
     with contextlib.suppress(AttributeError):  # a type without a __dict__: at worst counted twice
         setattr(exc, _COUNTED, True)
+
+
+def validate_columns(
+    handle: ModelHandle, columns: Mapping[str, Any], *, reject_extra: bool = True
+) -> dict[str, np.ndarray]:
+    """The request's columns typed by the handle's signature; a SchemaError naming the input otherwise."""
+    extra = [k for k in columns if k not in handle.input_names] if reject_extra else []
+    if extra:
+        raise SchemaError(
+            f"unknown input {extra[0]!r}; model {handle.name!r} takes {handle.signature.input_names}",
+            column=extra[0],
+        )
+    try:
+        return encode_columns(handle.signature, columns)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # SchemaError (a ValueError) is the codec's own verdict; anything else it raised comes
+        # from values it could not read at all (nested lists, numbers beyond float range).
+        if isinstance(exc, ParityError):
+            raise
+        raise _unreadable(handle, columns, exc) from exc
 
 
 def _unreadable(handle: ModelHandle, columns: Mapping[str, Any], exc: BaseException) -> SchemaError:

@@ -13,6 +13,11 @@ from typing import NamedTuple
 from parity.errors import (
     AddressInUse,
     ArtifactError,
+    CompositionError,
+    DeclarationError,
+    DownstreamError,
+    DownstreamRejected,
+    DownstreamTimeout,
     ExportError,
     IntegrityError,
     LakeError,
@@ -131,6 +136,12 @@ STATUS: dict[type[BaseException], Status] = {
     AddressInUse: Status(500, "UNAVAILABLE"),
     RequestTimeout: Status(504, "DEADLINE_EXCEEDED"),
     Overloaded: Status(503, "UNAVAILABLE"),
+    CompositionError: Status(500, "INTERNAL"),
+    DeclarationError: Status(500, "FAILED_PRECONDITION"),
+    # A downstream that failed is a bad gateway; one that refused the input passes the 4xx on.
+    DownstreamError: Status(502, "UNAVAILABLE"),
+    DownstreamTimeout: Status(504, "DEADLINE_EXCEEDED"),
+    DownstreamRejected: Status(400, "INVALID_ARGUMENT"),
 }
 
 _INTERNAL = Status(500, "INTERNAL")

@@ -201,9 +201,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             _abort(context, exc)
         context.set_trailing_metadata((("x-request-id", rid),))
         echoed = rid if request.id else ""
-        return encode_infer_response(
+        response = encode_infer_response(
             result.model_name, result.model_version, echoed, result.outputs, result.datatypes, decoded
         )
+        for key, value in (result.parameters or {}).items():
+            response.parameters[key].string_param = value
+        return response
 
 
 def _peer_host(peer: str) -> str:

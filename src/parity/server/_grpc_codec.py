@@ -22,6 +22,7 @@ import numpy as np
 
 from parity.codec import WIRE_DTYPES
 from parity.errors import SchemaError
+from parity.proto import CONTENTS_FIELD
 from parity.schema import Signature
 from parity.server._errors import BadRequest
 from parity.server._tensors import check_tensor, decode_raw, encode_raw
@@ -29,15 +30,6 @@ from parity.server.proto import open_inference_grpc_pb2 as pb
 
 __all__ = ["CONTENTS_FIELD", "DecodedInfer", "decode_infer_request", "encode_infer_response"]
 
-# The InferTensorContents field that carries each datatype parity signatures use.
-CONTENTS_FIELD: dict[str, str] = {
-    "FP64": "fp64_contents",
-    "FP32": "fp32_contents",
-    "INT64": "int64_contents",
-    "INT32": "int_contents",
-    "BOOL": "bool_contents",
-    "BYTES": "bytes_contents",
-}
 _ALL_FIELDS = (
     "bool_contents",
     "int_contents",

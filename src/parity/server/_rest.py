@@ -186,6 +186,8 @@ class RestHandlers:
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
             header["id"] = request_id(req.id)
+        if result.parameters:
+            header["parameters"] = result.parameters
         content, json_length = encode_outputs(result.outputs, result.datatypes, requested, header)
         if json_length is None:
             return Response(content, media_type=_JSON)
@@ -215,7 +217,10 @@ class RestHandlers:
         request.state.rows = len(next(iter(result.outputs.values()), ()))
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
-        return _json({"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]})
+        body: dict[str, Any] = {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]}
+        if result.parameters:
+            body["parameters"] = result.parameters
+        return _json(body)
 
     # ------------------------------------------------------------------ repository extension
 
@@ -342,11 +347,12 @@ def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: D
             if route.protected and token is not None and not bearer_ok(headers.get("authorization"), token):
                 raise Unauthorized("missing or invalid bearer token (send 'Authorization: Bearer <token>')")
             if timeout is not None:
+                limit_s = _caller_deadline(request, timeout)
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout(limit_s):
                         response = await fn(request)
                 except TimeoutError:
-                    raise RequestTimeout(f"request not completed within {timeout:g} s") from None
+                    raise RequestTimeout(f"request not completed within {limit_s:g} s") from None
             else:
                 response = await fn(request)
         except Exception as exc:
@@ -397,3 +403,15 @@ def build_rest_app(
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         lifespan=lifespan,
     )
+
+
+def _caller_deadline(request: Request, timeout: float) -> float:
+    """The request timeout, shortened to the caller's remaining deadline (``x-parity-timeout-ms``) if sooner."""
+    # A composition sends what is left of its own deadline: work past it would be thrown away.
+    raw = request.headers.get("x-parity-timeout-ms")
+    if raw is None:
+        return timeout
+    try:
+        return min(timeout, max(0.001, int(raw) / 1000.0))
+    except ValueError:
+        return timeout

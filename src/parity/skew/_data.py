@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from parity._fs import filesystem, is_remote, mirror
 from parity.errors import SchemaError
-from parity.lake import META_COLUMNS, OUTPUT_PREFIX, partitions
+from parity.lake import LINEAGE_PREFIX, META_COLUMNS, OUTPUT_PREFIX, partitions
 from parity.profile import (
     BooleanSpec,
     CategoricalSpec,
@@ -281,7 +281,8 @@ def check_schema(
             continue
         usable.append(col)
     known = {c.data for c in expected} | set(META_COLUMNS) | set(ignore)
-    for name in sorted(src.columns - known):
+    # lineage.* columns describe how a row was produced (composition routes, latencies), not features.
+    for name in sorted(n for n in src.columns - known if not n.startswith(LINEAGE_PREFIX)):
         files = sum(1 for f in src.files if name in src.schemas[f].names)
         t = next(src.schemas[f].field(name).type for f in src.files if name in src.schemas[f].names)
         problems.append(

@@ -50,9 +50,13 @@ class Reference:
     def from_file(cls, path: str | os.PathLike[str], name: str | None = None) -> Reference:
         """Read a saved profile (``parity.profile/1``) or reference (``parity.reference/1``) JSON file."""
         try:
-            inputs, outputs = _parse(json.loads(Path(path).read_text(encoding="utf-8")))
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            inputs, outputs = _parse(raw)
         except (OSError, ValueError) as e:
             raise ProfileError(f"cannot read reference profile {path}: {e}") from e
+        # A reference may name what it describes (a composition's does): its lake partition.
+        if name is None and isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            name = raw["name"]
         return cls(inputs, outputs, None, name)
 
     def spec(self, lake: bool = False) -> ProfileSpec:
