@@ -19,10 +19,16 @@ def test_readme_has_a_python_quick_start() -> None:
     assert python_blocks(), "README.md lost its Python quick start"
 
 
-@pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_python_block_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_python_blocks_run_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick start packages, registers and loads; the composition blocks declare without a server."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PARITY_HOME", raising=False)
     namespace: dict[str, object] = {"__name__": "__readme__"}
-    exec(compile(python_blocks()[index], f"README.md python block {index}", "exec"), namespace)
-    assert (tmp_path / "out" / "churn").is_dir() and (tmp_path / ".parity").is_dir()
+    for index, block in enumerate(python_blocks()):
+        exec(compile(block, f"README.md python block {index}", "exec"), namespace)
+        if index == 0:
+            assert (tmp_path / "out" / "churn").is_dir() and (tmp_path / ".parity").is_dir()
+    from parity.compose import Composition
+
+    assert isinstance(namespace.get("composition"), Composition)
+    assert callable(namespace.get("test_retention_rule"))

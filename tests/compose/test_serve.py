@@ -67,7 +67,7 @@ def test_v1_v2_and_grpc_answer_the_rule_over_in_process_predictions(stack: Stack
         assert client.get("/v2/health/ready").status_code == 200
         metrics = client.get("/metrics").text
         assert 'parity_compose_breaker_state{downstream="spend",state="closed"} 1.0' in metrics
-        assert 'parity_requests_total{model="retention",protocol="rest",status="200",version="1"}' in metrics
+        assert 'parity_requests_total{code="200",model="retention",protocol="v2",version="1"}' in metrics
 
     with grpc.insecure_channel(f"127.0.0.1:{stack.compose.grpc_port}") as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from parity._format import REFERENCE_FORMAT
 from parity.codec import encode_columns
 from parity.compose._clients import _datatype_of
 from parity.errors import CompositionError
@@ -415,7 +416,7 @@ def reference(
     in_profile = profile_frame(inputs, ProfileSpec.from_reference(inputs, columns=kinds))  # type: ignore[arg-type]
     out_profile = profile_frame(outputs, ProfileSpec.from_reference(outputs, columns=out_kinds))  # type: ignore[arg-type]
     return {
-        "format": "parity.reference/1",
+        "format": REFERENCE_FORMAT,
         "name": comp.name,
         "inputs": in_profile.to_dict(),
         "outputs": out_profile.to_dict(),
