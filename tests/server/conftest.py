@@ -192,8 +192,8 @@ def start_server(tmp_path: Path) -> Iterator[type[ServerProcess]]:
     started: list[ServerProcess] = []
 
     class _Factory(ServerProcess):
-        def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-            super().__init__(args, tmp_path / f"server-{len(started)}.log", env)
+        def __init__(self, args: list[str], env: dict[str, str] | None = None, *, grpc: bool = False) -> None:
+            super().__init__(args, tmp_path / f"server-{len(started)}.log", env, grpc=grpc)
             started.append(self)
 
     yield _Factory

@@ -20,6 +20,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
+import tritonclient.grpc as tgrpc
+from tritonclient.utils import InferenceServerException
 
 from parity.lake import LakeWriter, read_lake
 from tests.server.conftest import ModelEnv, ServerProcess, free_port, make_frame
@@ -311,7 +314,7 @@ def test_config_file_and_environment(start_server: type[ServerProcess], model_en
 def test_errors_name_fields_not_values_unless_asked(
     start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path
 ) -> None:
-    quiet = start_server(_args(model_env, tmp_path / "quiet", "--log-requests"))
+    quiet = start_server(_args(model_env, tmp_path / "quiet", "--log-requests"), grpc=True)
     loud = start_server(_args(model_env, tmp_path / "loud", "--log-values"))
     quiet.wait_ready()
     loud.wait_ready()
@@ -321,6 +324,17 @@ def test_errors_name_fields_not_values_unless_asked(
         hidden = c.post(quiet.url + "/v2/models/churn/infer", json=body)
         shown = c.post(loud.url + "/v2/models/churn/infer", json=body)
         ok = c.post(quiet.url + "/v2/models/churn/infer", json=_body(make_frame(100).iloc[:4]))
+    grpc_client = tgrpc.InferenceServerClient(f"127.0.0.1:{quiet.grpc_port}")
+    frame = make_frame(100).iloc[:3]
+    inputs = []
+    for name, datatype in (("age", "FP64"), ("income", "FP64"), ("plan", "BYTES")):
+        t = tgrpc.InferInput(name, [len(frame)], datatype)
+        t.set_data_from_numpy(frame[name].to_numpy(dtype=object if datatype == "BYTES" else np.float64))
+        inputs.append(t)
+    assert grpc_client.infer("churn", inputs).as_numpy("probability").shape == (3,)
+    with pytest.raises(InferenceServerException):
+        grpc_client.infer("churn", inputs[:1])  # missing inputs: INVALID_ARGUMENT, logged as such
+    grpc_client.close()
     assert hidden.status_code == shown.status_code == 400
     assert "age" in hidden.json()["error"] and "str" in hidden.json()["error"]
     assert "secret-value-42" not in hidden.text and "secret-value-42" in shown.text
@@ -332,6 +346,8 @@ def test_errors_name_fields_not_values_unless_asked(
     assert {(d["status"], d["protocol"], d["model"], d["rows"]) for d in lines} == {
         (400, "v2", "churn", None),
         (200, "v2", "churn", 4),
+        ("OK", "grpc", "churn", 3),
+        ("INVALID_ARGUMENT", "grpc", "churn", None),
     }
     assert all(d["latency_ms"] > 0 and d["request_id"] for d in lines)
 

@@ -42,12 +42,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from parity.errors import ParityError
-from parity.server._checks import bearer_ok, echo, request_id
+from parity.server._checks import MAX_ECHO_CHARS, bearer_ok, echo, request_id
 from parity.server._config import ServerConfig
 from parity.server._dataplane import DataPlane
 from parity.server._errors import AddressInUse, Unauthorized, status_for
 from parity.server._grpc_codec import decode_infer_request, encode_infer_response
-from parity.server._logging import request_id_var
+from parity.server._logging import log_request, request_id_var
 from parity.server._tensors import timeout_parameter
 from parity.server.proto import open_inference_grpc_pb2 as pb
 from parity.server.proto import open_inference_grpc_pb2_grpc as pb_grpc
@@ -120,9 +120,10 @@ class _Loop:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """``inference.GRPCInferenceService``: translates messages to DataPlane calls and back."""
 
-    def __init__(self, dataplane: DataPlane, loop: _Loop) -> None:
+    def __init__(self, dataplane: DataPlane, loop: _Loop, log_requests: bool = False) -> None:
         self.dp = dataplane
         self._loop = loop
+        self._log_requests = log_requests
 
     def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext) -> pb.ServerLiveResponse:
         """True while the process answers requests."""
@@ -167,6 +168,24 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         """Decode the tensors (in this thread), run the model through the DataPlane (on the loop), encode."""
         arrival = time.perf_counter()
+        status, rows = "OK", None
+        try:
+            response = self._infer(request, context, arrival)
+            rows = int(response.outputs[0].shape[0]) if response.outputs and response.outputs[0].shape else None
+            return response
+        except Exception as exc:
+            status = status_for(exc).grpc
+            _abort(context, exc)
+        finally:
+            if self._log_requests:
+                log_request(
+                    request.model_name[:MAX_ECHO_CHARS], request.model_version[:MAX_ECHO_CHARS], "grpc", status,
+                    time.perf_counter() - arrival, rows,
+                )  # fmt: skip
+
+    def _infer(
+        self, request: pb.ModelInferRequest, context: grpc.ServicerContext, arrival: float
+    ) -> pb.ModelInferResponse:
         name = request.model_name
         version = request.model_version or None  # "" means the default (active) version
         rid = request_id(request.id or _metadata(context, "x-request-id"))
@@ -177,7 +196,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         except Exception as exc:
             self.dp.record_error(name, "grpc", exc)  # failures inside infer() are counted there
-            _abort(context, exc)
+            raise
 
         # The client's deadline (gRPC's own, or the OIP `timeout` parameter) bounds the server's.
         deadline = context.time_remaining()
@@ -186,7 +205,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 param = timeout_parameter(request.parameters["timeout"].int64_param)
             except Exception as exc:
                 self.dp.record_error(name, "grpc", exc)
-                _abort(context, exc)
+                raise
             deadline = param if deadline is None or (param is not None and param < deadline) else deadline
 
         async def infer() -> Any:
@@ -195,10 +214,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 name, version, decoded.columns, request_id=rid, protocol="grpc", arrival=arrival, timeout_s=deadline
             )
 
-        try:
-            result = self._loop.run(infer())
-        except Exception as exc:
-            _abort(context, exc)
+        result = self._loop.run(infer())
         context.set_trailing_metadata((("x-request-id", rid),))
         echoed = rid if request.id else ""
         response = encode_infer_response(
@@ -388,7 +404,9 @@ def start_grpc(dataplane: DataPlane, config: ServerConfig) -> GrpcServer:
         maximum_concurrent_rpcs=(limit + MAX_WATCHES) if limit else None,
     )
     health = HealthServicer(dataplane)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(dataplane, loop), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(dataplane, loop, log_requests=config.log_requests), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, _HEALTH_SERVICE, reflection.SERVICE_NAME), server, pool=_reflection_pool()

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "configure_logging", "request_id_var"]
+__all__ = ["JsonFormatter", "configure_logging", "log_request", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("parity_request_id", default=None)
 
@@ -58,3 +58,19 @@ def configure_logging(level: str = "info") -> None:
         logger.handlers[:] = [handler] if name in ("parity", "uvicorn") else []
         logger.setLevel(numeric)
         logger.propagate = name not in ("parity", "uvicorn")
+
+
+_requests = logging.getLogger("parity.server")
+
+
+def log_request(
+    model: str | None, version: str | None, protocol: str, status: int | str, seconds: float, rows: int | None
+) -> None:
+    """Write the opt-in per-request line (``--log-requests``); REST and gRPC share its fields."""
+    _requests.info(
+        "request",
+        extra={
+            "model": model, "version": version or None, "protocol": protocol, "status": status,
+            "latency_ms": round(seconds * 1e3, 3), "rows": rows,
+        },
+    )  # fmt: skip

@@ -42,7 +42,7 @@ from parity.server._errors import (
     UnsupportedMediaType,
     status_for,
 )
-from parity.server._logging import request_id_var
+from parity.server._logging import log_request, request_id_var
 from parity.server._openapi import openapi_document
 from parity.server._tensors import InferRequest, encode_outputs, loads_json, parse_infer_request
 
@@ -366,13 +366,9 @@ def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: D
             response.headers["connection"] = "close"  # clients reconnect elsewhere during the drain
         if log_requests:
             p = request.path_params
-            log.info(
-                "request",
-                extra={
-                    "model": p.get("name"), "version": p.get("version"), "protocol": protocol,
-                    "status": response.status_code, "latency_ms": round((time.perf_counter() - arrival) * 1e3, 3),
-                    "rows": getattr(request.state, "rows", None),
-                },
+            log_request(
+                p.get("name"), p.get("version"), protocol or "", response.status_code,
+                time.perf_counter() - arrival, getattr(request.state, "rows", None),
             )  # fmt: skip
         return response
 
