@@ -20,13 +20,17 @@ common case) costs no timer at all. Settings travel on the uvicorn ``Config`` as
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HEALTH_PATHS", "HEALTH_RESERVE", "GuardedHttpProtocol", "HttpLimits"]
+__all__ = ["ARRIVAL_KEY", "HEALTH_PATHS", "HEALTH_RESERVE", "GuardedHttpProtocol", "HttpLimits"]
+
+ARRIVAL_KEY = "parity.arrival"
+"""ASGI scope key: ``time.perf_counter()`` when the request's first byte was parsed."""
 
 HEALTH_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready"})
 HEALTH_RESERVE = 64
@@ -152,6 +156,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._begun = True
         self._disarm()  # the idle clock stops, the header clock starts (in data_received)
         super().on_message_begin()
+        # Latency metrics and deadlines count from the request's first byte, not from routing.
+        self.scope[ARRIVAL_KEY] = time.perf_counter()  # type: ignore[literal-required]
 
     def on_url(self, url: bytes) -> None:
         """Collect the URL, counting it against the header cap."""

@@ -42,6 +42,7 @@ from parity.server._errors import (
     UnsupportedMediaType,
     status_for,
 )
+from parity.server._http import ARRIVAL_KEY
 from parity.server._logging import log_request, request_id_var
 from parity.server._openapi import openapi_document
 from parity.server._tensors import InferRequest, encode_outputs, loads_json, parse_infer_request
@@ -331,7 +332,7 @@ def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: D
     timeout = settings.request_timeout_s if route.timed else None
 
     async def wrapper(request: Request) -> Response:
-        arrival = time.perf_counter()
+        arrival = request.scope.get(ARRIVAL_KEY) or time.perf_counter()
         request.state.arrival = arrival
         headers = request.headers
         rid = request_id(headers.get("x-request-id"))
