@@ -298,3 +298,11 @@ def test_frame_from_columns_restores_the_missing_marker_and_decode_outputs_keeps
     assert list(df.index) == [0, 1]
     df2 = decode_outputs(out_sig, {"a": np.array([1.0]), "b": np.array([3.0])}, index=pd.Index([7]))
     assert list(df2.index) == [7]
+
+
+@pytest.mark.parametrize(("datatype", "message"), [("BOOL", "expects BOOL"), ("BYTES", "expects BYTES")])
+def test_encode_frame_integer_column_for_a_non_integer_input_is_rejected(datatype: str, message: str) -> None:
+    # The INT64 fast path must not take integer columns declared as anything else.
+    sig = Signature((ColumnSpec("b", datatype, nullable=False),))  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match=rf"column 'b' {message}.*received int64 values"):
+        encode_frame(sig, pd.DataFrame({"b": [0, 2]}))
