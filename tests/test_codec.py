@@ -306,3 +306,9 @@ def test_encode_frame_integer_column_for_a_non_integer_input_is_rejected(datatyp
     sig = Signature((ColumnSpec("b", datatype, nullable=False),))  # type: ignore[arg-type]
     with pytest.raises(SchemaError, match=rf"column 'b' {message}.*received int64 values"):
         encode_frame(sig, pd.DataFrame({"b": [0, 2]}))
+
+
+def test_int64_numpy_column_keeps_exact_values_beyond_float_precision() -> None:
+    big = 2**62 + 1  # not representable in float64: a detour through floats would change it
+    out = encode_column(INT, np.array([big, -big], dtype=np.int64))
+    assert out.dtype == np.int64 and out.tolist() == [big, -big]
