@@ -312,3 +312,21 @@ def test_int64_numpy_column_keeps_exact_values_beyond_float_precision() -> None:
     big = 2**62 + 1  # not representable in float64: a detour through floats would change it
     out = encode_column(INT, np.array([big, -big], dtype=np.int64))
     assert out.dtype == np.int64 and out.tolist() == [big, -big]
+
+
+def test_int64_accepts_negative_whole_floats_and_the_lower_bound() -> None:
+    out = encode_column(INT, [-5.0, 3.0, -(2.0**63)])
+    assert out.dtype == np.int64 and out.tolist() == [-5, 3, -(2**63)]
+    with pytest.raises(SchemaError, match=r"received -1e\+19 at row 0 \(out of range \[-2\^63, 2\^63\)\)"):
+        encode_column(INT, [-1e19])
+
+
+def test_the_error_names_the_first_bad_row_of_several() -> None:
+    with pytest.raises(SchemaError, match=r"received str 'a' at row 1"):
+        encode_column(NUM, [1.0, "a", "b"])
+
+
+def test_encode_frame_casts_long_double_columns_to_float64() -> None:
+    raw = np.array([1.5, 2.5], dtype=np.longdouble)
+    out = encode_frame(Signature((NUM,)), pd.DataFrame({"x": raw}))
+    assert out["x"].dtype == np.float64 and out["x"].tolist() == [1.5, 2.5]
