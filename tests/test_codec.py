@@ -330,3 +330,18 @@ def test_encode_frame_casts_long_double_columns_to_float64() -> None:
     raw = np.array([1.5, 2.5], dtype=np.longdouble)
     out = encode_frame(Signature((NUM,)), pd.DataFrame({"x": raw}))
     assert out["x"].dtype == np.float64 and out["x"].tolist() == [1.5, 2.5]
+
+
+def test_int64_rejects_two_to_the_63() -> None:
+    with pytest.raises(SchemaError, match=r"at row 0 \(out of range \[-2\^63, 2\^63\)\)"):
+        encode_column(INT, [2.0**63])
+
+
+def test_object_column_with_pandas_na_becomes_nan() -> None:
+    out = encode_column(NUM, np.array([1.0, pd.NA], dtype=object))
+    assert out[0] == 1.0 and np.isnan(out[1])
+
+
+def test_encode_frame_boolean_column_for_fp64_is_rejected() -> None:
+    with pytest.raises(SchemaError, match="received booleans"):
+        encode_frame(Signature((STRICT,)), pd.DataFrame({"x": np.array([True, False])}))
