@@ -229,3 +229,119 @@ def test_empty_frame_is_named_as_a_frame() -> None:
 def test_numbers_for_a_text_column_are_rejected_at_any_size(size: int) -> None:
     with pytest.raises(SchemaError, match=r"'s' expects BYTES \(text\); received int64 values"):
         encode_column(TEXT, np.arange(size))
+
+
+def test_records_to_columns_names_the_row_of_a_bad_record() -> None:
+    from parity.codec import records_to_columns
+
+    sig = Signature((NUM, INT))
+    assert records_to_columns(sig, [{"x": 1.0, "n": 2}, {"x": None, "n": 3}]) == {"x": [1.0, None], "n": [2, 3]}
+    with pytest.raises(SchemaError, match=r"instance 1 must be an object of column: value; got list"):
+        records_to_columns(sig, [{"x": 1.0, "n": 2}, [1, 2]])
+    with pytest.raises(SchemaError, match=r"instance 0 is missing input 'n'") as err:
+        records_to_columns(sig, [{"x": 1.0}])
+    assert err.value.column == "n"
+    extra = [{"x": 1.0, "n": 2, "z": 0}]
+    assert records_to_columns(sig, extra)["n"] == [2]  # extra keys pass unless rejected
+    with pytest.raises(SchemaError, match=r"instance 0 has unknown input 'z'; the model takes \['x', 'n'\]"):
+        records_to_columns(sig, extra, reject_extra=True)
+
+
+def test_encode_columns_rejects_ragged_and_empty_columns() -> None:
+    sig = Signature((NUM, INT))
+    with pytest.raises(SchemaError, match=r"column 'n' has 1 values; expected 2 like the other columns") as err:
+        encode_columns(sig, {"x": [1.0, 2.0], "n": [1]})
+    assert err.value.column == "n"
+    with pytest.raises(SchemaError, match=r"column 'x' has 2 values; expected 3"):
+        encode_columns(sig, {"x": [1.0, 2.0], "n": [1, 2]}, n_rows=3)
+    with pytest.raises(SchemaError, match="the input has no rows"):
+        encode_columns(sig, {"x": [], "n": []})
+    with pytest.raises(SchemaError, match=r"missing input column\(s\) \['n'\]; the model takes \['x', 'n'\]"):
+        encode_columns(sig, {"x": [1.0]})
+
+
+def test_encode_frame_rejects_non_frames_empty_frames_and_duplicate_columns() -> None:
+    sig = Signature((NUM,))
+    with pytest.raises(SchemaError, match="input must be a pandas DataFrame; got dict instead"):
+        encode_frame(sig, {"x": [1.0]})  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match="the input frame has no rows"):
+        encode_frame(sig, pd.DataFrame({"x": pd.Series([], dtype=float)}))
+    dup = pd.DataFrame([[1.0, 2.0]], columns=["x", "x"])
+    with pytest.raises(SchemaError, match="input column 'x' appears more than once"):
+        encode_frame(sig, dup)
+
+
+def test_encode_frame_fast_path_converts_dtypes_and_routes_nan_to_the_checked_path() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False), INT))
+    out = encode_frame(
+        sig, pd.DataFrame({"x": np.array([1.5, 2.5], dtype=np.float32), "n": np.array([1, 2], dtype=np.int32)})
+    )
+    assert out["x"].dtype == np.float64 and out["n"].dtype == np.int64
+    assert out["x"].tolist() == [1.5, 2.5] and out["n"].tolist() == [1, 2]
+    with pytest.raises(SchemaError, match="row 1"):
+        encode_frame(sig, pd.DataFrame({"x": [1.0, np.nan], "n": [1, 2]}))
+
+
+def test_frame_from_columns_restores_the_missing_marker_and_decode_outputs_keeps_order() -> None:
+    from parity.codec import decode_outputs, frame_from_columns
+    from parity.schema import OutputSpec
+
+    sig = Signature((TEXT, NUM))
+    frame = frame_from_columns(sig, {"s": np.array(["a", MISSING_STRING], dtype=object), "x": np.array([1.0, 2.0])})
+    assert list(frame.columns) == ["s", "x"]
+    values = frame["s"].tolist()
+    assert values[0] == "a" and values[1] is not MISSING_STRING and pd.isna(values[1])  # NaN, as in training
+    assert frame["x"].tolist() == [1.0, 2.0]
+    out_sig = sig.with_outputs([OutputSpec("b", "FP64"), OutputSpec("a", "FP64")])
+    df = decode_outputs(out_sig, {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])})
+    assert list(df.columns) == ["b", "a"] and df["b"].tolist() == [3.0, 4.0]
+    assert list(df.index) == [0, 1]
+    df2 = decode_outputs(out_sig, {"a": np.array([1.0]), "b": np.array([3.0])}, index=pd.Index([7]))
+    assert list(df2.index) == [7]
+
+
+@pytest.mark.parametrize(("datatype", "message"), [("BOOL", "expects BOOL"), ("BYTES", "expects BYTES")])
+def test_encode_frame_integer_column_for_a_non_integer_input_is_rejected(datatype: str, message: str) -> None:
+    # The INT64 fast path must not take integer columns declared as anything else.
+    sig = Signature((ColumnSpec("b", datatype, nullable=False),))  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match=rf"column 'b' {message}.*received int64 values"):
+        encode_frame(sig, pd.DataFrame({"b": [0, 2]}))
+
+
+def test_int64_numpy_column_keeps_exact_values_beyond_float_precision() -> None:
+    big = 2**62 + 1  # not representable in float64: a detour through floats would change it
+    out = encode_column(INT, np.array([big, -big], dtype=np.int64))
+    assert out.dtype == np.int64 and out.tolist() == [big, -big]
+
+
+def test_int64_accepts_negative_whole_floats_and_the_lower_bound() -> None:
+    out = encode_column(INT, [-5.0, 3.0, -(2.0**63)])
+    assert out.dtype == np.int64 and out.tolist() == [-5, 3, -(2**63)]
+    with pytest.raises(SchemaError, match=r"received -1e\+19 at row 0 \(out of range \[-2\^63, 2\^63\)\)"):
+        encode_column(INT, [-1e19])
+
+
+def test_the_error_names_the_first_bad_row_of_several() -> None:
+    with pytest.raises(SchemaError, match=r"received str 'a' at row 1"):
+        encode_column(NUM, [1.0, "a", "b"])
+
+
+def test_encode_frame_casts_long_double_columns_to_float64() -> None:
+    raw = np.array([1.5, 2.5], dtype=np.longdouble)
+    out = encode_frame(Signature((NUM,)), pd.DataFrame({"x": raw}))
+    assert out["x"].dtype == np.float64 and out["x"].tolist() == [1.5, 2.5]
+
+
+def test_int64_rejects_two_to_the_63() -> None:
+    with pytest.raises(SchemaError, match=r"at row 0 \(out of range \[-2\^63, 2\^63\)\)"):
+        encode_column(INT, [2.0**63])
+
+
+def test_object_column_with_pandas_na_becomes_nan() -> None:
+    out = encode_column(NUM, np.array([1.0, pd.NA], dtype=object))
+    assert out[0] == 1.0 and np.isnan(out[1])
+
+
+def test_encode_frame_boolean_column_for_fp64_is_rejected() -> None:
+    with pytest.raises(SchemaError, match="received booleans"):
+        encode_frame(Signature((STRICT,)), pd.DataFrame({"x": np.array([True, False])}))

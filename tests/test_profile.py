@@ -272,3 +272,37 @@ def test_json_size_is_independent_of_row_count() -> None:
 
     small, large = profile_json(1_000), profile_json(100_000)
     assert large < 20_000 and abs(large - small) < 0.1 * small
+
+
+@pytest.mark.parametrize("edges", [[1.0], [1.0, 1.0], [2.0, 1.0], [0.0, math.inf], [[0.0, 1.0]]])
+def test_numeric_spec_rejects_bad_edges(edges: Any) -> None:
+    with pytest.raises(ProfileError, match="numeric edges must be >= 2 finite, strictly increasing floats, received"):
+        NumericSpec(np.array(edges))
+
+
+def test_numeric_spec_edges_are_frozen_and_compared_by_value() -> None:
+    spec = NumericSpec(np.array([0.0, 1.0, 2.0]))
+    assert not spec.edges.flags.writeable
+    assert spec == NumericSpec(np.array([0.0, 1.0, 2.0])) and spec != NumericSpec(np.array([0.0, 1.5, 2.0]))
+    assert spec != "numeric"
+
+
+def test_categorical_spec_rejects_duplicates_between_categories_and_rare() -> None:
+    with pytest.raises(ProfileError, match="categorical spec has duplicate values"):
+        CategoricalSpec(("a", "b"), ("b",))
+    with pytest.raises(ProfileError, match="duplicate values"):
+        CategoricalSpec(("a", "a"))
+    assert CategoricalSpec(("a",), None).rare is None
+    assert CategoricalSpec(["a"], ["b"]).categories == ("a",)
+
+
+def test_profile_frame_rejects_non_frames_and_names_a_missing_column() -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0]))})
+    with pytest.raises(ProfileError, match="expected a pandas DataFrame, pyarrow RecordBatch or Table, received dict"):
+        profile_frame({"x": [1.0]}, spec)  # type: ignore[arg-type]
+    with pytest.raises(SchemaError, match=r"column 'x' is missing: expected by the profile spec, received \['y'\]"):
+        profile_frame(pd.DataFrame({"y": [1.0]}), spec)
+    with pytest.raises(SchemaError, match="column 'x' is missing"):
+        profile_frame(pa.table({"y": [1.0]}), spec)
+    with pytest.raises(ProfileError, match=r"options \['top_k'\] only apply when the spec is derived"):
+        profile_frame(pd.DataFrame({"x": [1.0]}), spec, top_k=3)
