@@ -148,6 +148,25 @@ class Decision:
         return self.outputs[name]
 
 
+URL_ENV_PREFIX = "PARITY_COMPOSE_URL_"
+"""``PARITY_COMPOSE_URL_<ENDPOINT>`` replaces a Remote primary's url (a container is wired by environment)."""
+
+
+def url_env(endpoint: str) -> str:
+    """The environment variable that overrides endpoint ``endpoint``'s Remote url (names are identifiers)."""
+    return URL_ENV_PREFIX + endpoint.upper()
+
+
+def _env_url(endpoint: str, target: Any) -> Any:
+    """``target`` with its url from the environment when it is a Remote and the variable is set."""
+    from dataclasses import replace
+
+    from parity.compose._declare import Remote
+
+    url = os.environ.get(url_env(endpoint))
+    return replace(target, url=url) if url and isinstance(target, Remote) else target
+
+
 @dataclass
 class _Target:
     """One downstream target of an endpoint with its breaker and counters."""
@@ -248,7 +267,7 @@ class Runner:
             )
         self.targets: dict[str, dict[str, _Target]] = {}
         for ep in comp.endpoints.values():
-            roles = ep.targets()
+            roles = {r: _env_url(ep.name, t) if r == "primary" else t for r, t in ep.targets().items()}
             if ep.name in overrides:
                 # An override replaces the endpoint's primary (and split candidate): tests pin one model.
                 roles = {r: t for r, t in roles.items() if r not in ("primary", "candidate")}
