@@ -25,7 +25,7 @@ from parity.compose import Composition, Runner
 from parity.compose._resilience import BREAKER_STATES
 from parity.lake import LakeWriter
 from parity.server._config import ServerConfig
-from parity.server._dataplane import _COUNTED, EXTENSIONS, DataPlane, InferResult, _mark_counted, validate_columns
+from parity.server._dataplane import EXTENSIONS, DataPlane, InferResult, count_once, validate_columns
 from parity.server._errors import BadRequest, ModelNotFound, ModelNotReady, status_for
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle
@@ -197,9 +197,8 @@ class CompositionPlane(DataPlane):
 
     def record_error(self, name: str, protocol: str, exc: BaseException, seconds: float | None = None) -> None:
         """Count a request that failed in an adapter (or in :meth:`infer`), once."""
-        if getattr(exc, _COUNTED, False):
+        if not count_once(exc):
             return
-        _mark_counted(exc)
         known = name == self.composition.name
         model, version = (name, self._handle.version_str) if known else (UNKNOWN_MODEL, "")
         self.metrics.record(model, version, protocol, str(status_for(exc).http), seconds, ok=False)

@@ -40,7 +40,7 @@ from parity.server._errors import ModelNotFound, ModelNotReady, Overloaded, Requ
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle, ModelRepository
 
-__all__ = ["EXTENSIONS", "DataPlane", "InferResult", "validate_columns"]
+__all__ = ["EXTENSIONS", "DataPlane", "InferResult", "count_once", "validate_columns"]
 
 log = logging.getLogger("parity.server")
 
@@ -337,7 +337,7 @@ class DataPlane:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            _mark_counted(exc)
+            count_once(exc)
             if isinstance(exc, ModelNotFound):
                 # A known model with an unknown version keeps its name; unknown names share one label.
                 label_model = name if name in self.repository.names() else UNKNOWN_MODEL
@@ -365,9 +365,8 @@ class DataPlane:
 
     def record_error(self, name: str, protocol: str, exc: BaseException, seconds: float | None = None) -> None:
         """Count a request that failed in an adapter (bad JSON, token, overload), unless :meth:`infer` did."""
-        if getattr(exc, _COUNTED, False):
+        if not count_once(exc):
             return
-        _mark_counted(exc)
         try:
             handle: ModelHandle | None = self.repository.get(name)
         except ModelNotFound:
@@ -395,10 +394,16 @@ class DataPlane:
 _COUNTED = "_parity_counted"
 
 
-def _mark_counted(exc: BaseException) -> None:
-    """Flag an exception as already in the metrics (the adapter sees it again on the way out)."""
+def count_once(exc: BaseException) -> bool:
+    """True the first time ``exc`` is seen, then flag it: a failure is in the metrics once.
+
+    The adapter sees an exception again on its way out of :meth:`DataPlane.infer`.
+    """
+    if getattr(exc, _COUNTED, False):
+        return False
     with contextlib.suppress(AttributeError):  # a type without a __dict__: at worst counted twice
         setattr(exc, _COUNTED, True)
+    return True
 
 
 def validate_columns(
