@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from parity.cli._context import get_state, resolve_verified
+from parity.cli._errors import flag_of
 from parity.cli._render import err, out, passed_text, print_json, table
 from parity.deploy import InvalidOptionError
 from parity.deploy._envcheck import default_wheel_cache, verify_environment
@@ -37,7 +38,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _bad_option(exc: InvalidOptionError) -> typer.BadParameter:
-    return typer.BadParameter(str(exc), param_hint=exc.option)
+    # The library names the parameter; the user typed the flag that sets it.
+    return typer.BadParameter(str(exc), param_hint=flag_of(exc.param))
 
 
 def build_cmd(

@@ -15,7 +15,16 @@ from parity.errors import (
     UntrustedArtifactError,
 )
 
-__all__ = ["EXIT_CODES", "SERVE_MODULES", "ExitCode", "epilog", "exit_code_for", "missing_serve_dist"]
+__all__ = [
+    "EXIT_CODES",
+    "SERVE_MODULES",
+    "ExitCode",
+    "epilog",
+    "exit_code_for",
+    "flag_of",
+    "missing_serve_dist",
+    "with_flags",
+]
 
 
 # Top-level modules of the `serve` extra, with their distribution names.
@@ -93,3 +102,12 @@ def with_flags(message: str) -> str:
     """Append the CLI flag of every parameter that ``message`` names."""
     flags = [flag for param, flag in PARAMETER_FLAGS.items() if param in message]
     return f"{message} (CLI: {', '.join(flags)})" if flags else message
+
+
+OPTION_FLAGS: dict[str, str] = {"out": "--output", "spec": "--compose"}
+"""Library parameters whose CLI flag is not ``--`` + the name with dashes."""
+
+
+def flag_of(param: str) -> str:
+    """The CLI flag that sets library parameter ``param`` (``min_replicas`` -> ``--min-replicas``)."""
+    return OPTION_FLAGS.get(param, "--" + param.replace("_", "-"))

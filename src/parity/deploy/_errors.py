@@ -12,8 +12,8 @@ class DeployError(ParityError):
 
 
 class InvalidOptionError(DeployError, ValueError):
-    """A deployment option is invalid; nothing was written. ``option`` names it (e.g. ``--replicas``)."""
+    """A deployment option is invalid; nothing was written. ``param`` names its parameter (e.g. ``min_replicas``)."""
 
-    def __init__(self, message: str, *, option: str) -> None:
+    def __init__(self, message: str, *, param: str) -> None:
         super().__init__(message)
-        self.option = option
+        self.param = param

@@ -143,10 +143,10 @@ _DOCKERIGNORE = f"""\
 def _check_output_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InvalidOptionError(
-            f"-o {str(out)!r} must be a new or empty directory; it exists and is not empty", option="-o"
+            f"out {str(out)!r} must be a new or empty directory; it exists and is not empty", param="out"
         )
     if not out.parent.is_dir():
-        raise InvalidOptionError(f"-o {str(out)!r}: parent directory {str(out.parent)!r} does not exist", option="-o")
+        raise InvalidOptionError(f"out {str(out)!r}: parent directory {str(out.parent)!r} does not exist", param="out")
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -176,12 +176,12 @@ def build_context(
     _check_output_dir(out)
     if platform not in PLATFORMS:
         raise InvalidOptionError(
-            f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}", option="--platform"
+            f"platform must be one of {', '.join(PLATFORMS)}, got {platform!r}", param="platform"
         )
     if python is not None and not re.fullmatch(r"3\.\d+\.\d+", python):
-        raise InvalidOptionError(f"--python: python version must look like 3.11.7, got {python!r}", option="--python")
+        raise InvalidOptionError(f"python: python version must look like 3.11.7, got {python!r}", param="python")
     if wheel is not None and not wheel.is_file():
-        raise InvalidOptionError(f"--wheel {str(wheel)!r} does not exist", option="--wheel")
+        raise InvalidOptionError(f"wheel {str(wheel)!r} does not exist", param="wheel")
     manifest = verify_artifact_dir(artifact_dir)
     digest = artifact_digest(manifest)
     python = python or str(manifest.get("environment", {}).get("python") or "3.11")

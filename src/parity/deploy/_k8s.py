@@ -60,7 +60,7 @@ def parse_memory(text: str) -> int:
     """Bytes of a Kubernetes memory quantity (``512Mi``, ``1G``, ``1073741824``)."""
     match = _MEMORY.fullmatch(text)
     if match is None:
-        raise InvalidOptionError(f"--memory must be a quantity like 512Mi or 2Gi, got {text!r}", option="--memory")
+        raise InvalidOptionError(f"memory must be a quantity like 512Mi or 2Gi, got {text!r}", param="memory")
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
@@ -96,47 +96,47 @@ class K8sOptions:
         """Raise InvalidOptionError naming the first bad option (nothing has been written yet)."""
         if not _IMAGE.fullmatch(self.image) or len(self.image) > 255:
             raise InvalidOptionError(
-                f"--image must be an image reference like registry.example.com/team/churn:1.2 or "
+                f"image must be an image reference like registry.example.com/team/churn:1.2 or "
                 f"NAME@sha256:<64 hex>, got {self.image!r}",
-                option="--image",
+                param="image",
             )
-        for flag, count in (("--replicas", self.replicas), ("--min-replicas", self.min_replicas)):
+        for param, count in (("replicas", self.replicas), ("min_replicas", self.min_replicas)):
             if count is not None and count < 1:
-                raise InvalidOptionError(f"{flag} must be >= 1, got {count}", option=flag)
+                raise InvalidOptionError(f"{param} must be >= 1, got {count}", param=param)
         low, high = self.bounds()
         if high < low:
             raise InvalidOptionError(
-                f"--min-replicas ({low}) must be <= --max-replicas ({high})", option="--max-replicas"
+                f"min_replicas ({low}) must be <= max_replicas ({high})", param="max_replicas"
             )
         if not low <= self.replicas <= high:
             raise InvalidOptionError(
-                f"--replicas ({self.replicas}) must lie within --min-replicas..--max-replicas ({low}..{high})",
-                option="--replicas",
+                f"replicas ({self.replicas}) must lie within min_replicas..max_replicas ({low}..{high})",
+                param="replicas",
             )
         if not _CPU.fullmatch(self.cpu) or self.cpu in ("0", "0m"):
             raise InvalidOptionError(
-                f"--cpu must be a positive quantity like 500m or 2, got {self.cpu!r}", option="--cpu"
+                f"cpu must be a positive quantity like 500m or 2, got {self.cpu!r}", param="cpu"
             )
         need = memory_needed(manifest)
         if parse_memory(self.memory) < need:
             raise InvalidOptionError(
-                f"--memory {self.memory} is below what model {manifest.get('name')!r} needs to load: "
+                f"memory {self.memory} is below what model {manifest.get('name')!r} needs to load: "
                 f"at least {-(-need // 2**20)}Mi",
-                option="--memory",
+                param="memory",
             )
-        for option, value in (("--namespace", self.namespace), ("--token-secret", self.token_secret)):
+        for param, value in (("namespace", self.namespace), ("token_secret", self.token_secret)):
             if value is not None and (not _DNS_LABEL.fullmatch(value) or len(value) > 63):
                 raise InvalidOptionError(
-                    f"{option} must be a DNS-1123 label (lower-case letters, digits, '-'), got {value!r}", option=option
+                    f"{param} must be a DNS-1123 label (lower-case letters, digits, '-'), got {value!r}", param=param
                 )
         if self.name is not None and (not _DNS_LABEL.fullmatch(self.name) or len(self.name) > 50):
             raise InvalidOptionError(
-                f"--name must be a DNS-1123 label of <= 50 characters, got {self.name!r}", option="--name"
+                f"name must be a DNS-1123 label of <= 50 characters, got {self.name!r}", param="name"
             )
         if self.lake is not None and not (self.lake.startswith(("s3://", "/")) and len(self.lake) > 5):
             raise InvalidOptionError(
-                f"--lake must be an s3://bucket/prefix URL or an absolute path in the pod, got {self.lake!r}",
-                option="--lake",
+                f"lake must be an s3://bucket/prefix URL or an absolute path in the pod, got {self.lake!r}",
+                param="lake",
             )
 
     def bounds(self) -> tuple[int, int]:
@@ -397,10 +397,10 @@ def write_manifests(
     yaml = _yaml()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InvalidOptionError(
-            f"-o {str(out)!r} must be a new or empty directory; it exists and is not empty", option="-o"
+            f"out {str(out)!r} must be a new or empty directory; it exists and is not empty", param="out"
         )
     if not out.parent.is_dir():
-        raise InvalidOptionError(f"-o {str(out)!r}: parent directory {str(out.parent)!r} does not exist", option="-o")
+        raise InvalidOptionError(f"out {str(out)!r}: parent directory {str(out.parent)!r} does not exist", param="out")
     kustomization: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

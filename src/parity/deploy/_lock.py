@@ -115,7 +115,7 @@ def read_lock(path: Path) -> Lock:
             continue
         match = re.fullmatch(r"(\S+)\s+--hash=sha256:([0-9a-f]{64})", line)
         if match is None:
-            raise DeployError(f"{path}: entry {number} must be 'NAME==VERSION --hash=sha256:HEX', got {line!r}")
+            raise DeployError(f"{path}: entry {number} must pin NAME==VERSION with one sha256 hash, got {line!r}")
         head, digest = match.groups()
         if "==" in head:
             name, version = head.split("==", 1)
@@ -209,13 +209,13 @@ def build_parity_wheel(dest: Path, wheel: Path | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     if wheel is not None:
         if not wheel.is_file() or wheel.suffix != ".whl" or not canonical(wheel.name).startswith("parity-"):
-            raise DeployError(f"--wheel must be an existing parity-*.whl file, got {str(wheel)!r}")
+            raise DeployError(f"wheel must be an existing parity-*.whl file, got {str(wheel)!r}")
         return Path(shutil.copy2(wheel, dest / wheel.name))
     root = _source_root()
     if root is None:
         raise DeployError(
-            "parity is not installed from a source tree, so its wheel cannot be rebuilt: pass --wheel PATH "
-            "(the parity wheel to put in the image)"
+            "parity is not installed from a source tree, so its wheel cannot be rebuilt: pass wheel= "
+            "(the parity wheel to put in the image) (CLI: --wheel PATH)"
         )
     with tempfile.TemporaryDirectory() as tmp:
         # A fixed timestamp makes the wheel (and so its hash in the lock) identical on every build.
@@ -241,7 +241,7 @@ def _hash_of(item: Mapping[str, Any]) -> str:
 def lock_for(manifest: Mapping[str, Any], wheel: Path, *, python: str, platform: str, wheel_path: str) -> Lock:
     """Resolve the artifact's runtime closure for CPython ``python`` on ``platform`` and pin it with hashes."""
     if platform not in PLATFORMS:
-        raise DeployError(f"--platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
+        raise DeployError(f"platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
     if not re.fullmatch(r"3\.\d+(\.\d+)?", python):
         raise DeployError(f"python version must look like 3.11 or 3.11.7, got {python!r}")
     major_minor = ".".join(python.split(".")[:2])
