@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,9 +11,10 @@ from parity.cli._context import get_state, resolve_verified
 from parity.cli._errors import flag_of
 from parity.cli._render import err, out, passed_text, print_json, table
 from parity.deploy import InvalidOptionError
+from parity.deploy._compose import plan_composition
 from parity.deploy._envcheck import default_wheel_cache, verify_environment
-from parity.deploy._image import build_context
-from parity.deploy._k8s import K8S_VERSION, K8sOptions, render, write_manifests
+from parity.deploy._image import build_compose_context, build_context
+from parity.deploy._k8s import K8S_VERSION, K8sOptions, render, render_composition, write_manifests
 from parity.deploy._lock import PLATFORMS
 from parity.errors import ParityMismatchError
 
@@ -21,6 +22,18 @@ __all__ = ["build_cmd", "deploy_k8s_cmd", "env_verify_cmd", "register"]
 
 RefArg = Annotated[
     str, typer.Argument(metavar="REF", help="Artifact directory, or registry ref: name, name:VERSION, name@ALIAS.")
+]
+OptionalRefArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="REF", help="Artifact directory, or registry ref: name, name:VERSION, name@ALIAS (or --compose)."
+    ),
+]
+ComposeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--compose", metavar="MODULE:OBJECT", help="A composition service instead of a model (e.g. rules.py:comp)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (only) to stdout.")]
 
@@ -42,10 +55,17 @@ def _bad_option(exc: InvalidOptionError) -> typer.BadParameter:
     return typer.BadParameter(str(exc), param_hint=flag_of(exc.param))
 
 
+def _one_of(ref: str | None, compose: str | None) -> None:
+    if (ref is None) == (compose is None):
+        raise typer.BadParameter(
+            "give exactly one of REF (a model) or --compose MODULE:OBJECT (a composition)", param_hint="REF / --compose"
+        )
+
+
 def build_cmd(
     ctx: typer.Context,
-    ref: RefArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="New (or empty) directory for the build context.")],
+    ref: OptionalRefArg = None,
     python: Annotated[
         str | None, typer.Option("--python", help="CPython version of the image (default: the training one).")
     ] = None,
@@ -55,9 +75,21 @@ def build_cmd(
     wheel: Annotated[
         Path | None, typer.Option("--wheel", help="parity wheel to install (default: built from the installed source).")
     ] = None,
+    compose: ComposeOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a Docker build context (Dockerfile, hash-pinned requirements.lock, the artifact, parity-image.json)."""
+    _one_of(ref, compose)
+    if compose is not None:
+        try:
+            result = build_compose_context(
+                compose, output, registry=get_state(ctx).registry(), python=python, platform=platform, wheel=wheel
+            )
+        except InvalidOptionError as exc:
+            raise _bad_option(exc) from None
+        _report_build(result.image, len(result.lock.packages), result.directory, json_out)
+        return
+    assert ref is not None
     resolved = resolve_verified(ref, get_state(ctx).registry())
     try:
         result = build_context(
@@ -70,22 +102,25 @@ def build_cmd(
         )
     except InvalidOptionError as exc:
         raise _bad_option(exc) from None
+    _report_build(result.image, len(result.lock.packages), result.directory, json_out)
+
+
+def _report_build(image: dict[str, Any], packages: int, directory: Path, json_out: bool) -> None:
     if json_out:
-        print_json({"directory": str(result.directory), "image": result.image})
+        print_json({"directory": str(directory), "image": image})
         return
-    image = result.image
+    what = f"composition {image['composition']['name']!r}" if "composition" in image else repr(image["model"]["name"])
     err.print(
-        f"wrote the build context of {image['model']['name']!r} to {result.directory} "
-        f"({len(result.lock.packages)} locked packages, base {image['base_image']})\n"
-        f"  docker build -t IMAGE {result.directory}",
+        f"wrote the build context of {what} to {directory} ({packages} locked packages, base {image['base_image']})\n"
+        f"  docker build -t IMAGE {directory}",
         soft_wrap=True,
     )
 
 
 def deploy_k8s_cmd(
     ctx: typer.Context,
-    ref: RefArg,
     image: Annotated[str, typer.Option("--image", help="Image reference built from `parity build` (pushed).")],
+    ref: OptionalRefArg = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="New (or empty) directory (default: ./k8s-NAME).")
     ] = None,
@@ -102,10 +137,23 @@ def deploy_k8s_cmd(
     token_secret: Annotated[
         str | None, typer.Option("--token-secret", help="Secret whose key 'token' is the bearer token.")
     ] = None,
-    kserve: Annotated[bool, typer.Option("--kserve", help="Write a KServe InferenceService instead.")] = False,
+    kserve: Annotated[
+        bool, typer.Option("--kserve", help="Write a KServe InferenceService instead (models only).")
+    ] = False,
+    compose: ComposeOpt = None,
+    downstream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--downstream",
+            metavar="NAME=SERVICE[:PORT]",
+            help="With --compose: wire endpoint NAME to a model Service (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Write Kubernetes manifests (Deployment, Service, HPA, PDB, ServiceAccount, NetworkPolicy) + kustomization."""
-    resolved = resolve_verified(ref, get_state(ctx).registry())
+    _one_of(ref, compose)
+    if downstream and compose is None:
+        raise typer.BadParameter("--downstream wires a composition's endpoints: use it with --compose")
     opts = K8sOptions(
         image=image,
         name=name,
@@ -120,8 +168,17 @@ def deploy_k8s_cmd(
         kserve=kserve,
     )
     try:
-        files = render(resolved.manifest, opts)
-        target = output or Path(f"k8s-{name or resolved.manifest['name']}")
+        if compose is not None:
+            plan = plan_composition(compose)
+            registry = get_state(ctx).registry()
+            artifacts = [registry.verified_manifest(r)[1] for r in plan.local_refs]
+            files = render_composition(plan, opts, downstream or [], artifacts=artifacts)
+            target = output or Path(f"k8s-{name or plan.name}")
+        else:
+            assert ref is not None
+            resolved = resolve_verified(ref, get_state(ctx).registry())
+            files = render(resolved.manifest, opts)
+            target = output or Path(f"k8s-{name or resolved.manifest['name']}")
         written = write_manifests(files, target, namespace=namespace)
     except InvalidOptionError as exc:
         raise _bad_option(exc) from None

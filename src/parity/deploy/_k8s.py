@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from parity.deploy._compose import CompositionPlan, compose_serve_args
 from parity.deploy._errors import DeployError, InvalidOptionError
 from parity.deploy._image import GRPC_PORT, HTTP_PORT, LAKE_DIR, USER_ID, serve_args
 
@@ -31,8 +32,10 @@ __all__ = [
     "PRESTOP_S",
     "K8sOptions",
     "memory_needed",
+    "parse_downstreams",
     "parse_memory",
     "render",
+    "render_composition",
     "write_manifests",
 ]
 
@@ -64,10 +67,15 @@ def parse_memory(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def memory_needed(manifest: Mapping[str, Any]) -> int:
-    """Bytes a server process needs to load the artifact (runtime baseline + a multiple of its files)."""
-    files = manifest.get("files") or {}
-    return _BASE_MEMORY + _MODEL_FACTOR * sum(int(f.get("size", 0)) for f in files.values())
+def memory_needed(manifest: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int:
+    """Bytes a server process needs to load its artifacts (runtime baseline + a multiple of their files)."""
+    manifests = [manifest] if isinstance(manifest, Mapping) else list(manifest)
+    size = sum(int(f.get("size", 0)) for m in manifests for f in (m.get("files") or {}).values())
+    return _BASE_MEMORY + _MODEL_FACTOR * size
+
+
+def _what(manifest: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
+    return f"model {manifest.get('name')!r}" if isinstance(manifest, Mapping) else "the composition"
 
 
 def _dns_name(text: str) -> str:
@@ -92,8 +100,12 @@ class K8sOptions:
     kserve: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    def validate(self, manifest: Mapping[str, Any]) -> None:
-        """Raise InvalidOptionError naming the first bad option (nothing has been written yet)."""
+    def validate(self, manifest: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, label: str | None = None) -> None:
+        """Raise InvalidOptionError naming the first bad option (nothing has been written yet).
+
+        ``manifest`` is the model's, or the list of a composition's in-process artifacts (``label``
+        then names the composition in the memory message).
+        """
         if not _IMAGE.fullmatch(self.image) or len(self.image) > 255:
             raise InvalidOptionError(
                 f"image must be an image reference like registry.example.com/team/churn:1.2 or "
@@ -105,22 +117,18 @@ class K8sOptions:
                 raise InvalidOptionError(f"{param} must be >= 1, got {count}", param=param)
         low, high = self.bounds()
         if high < low:
-            raise InvalidOptionError(
-                f"min_replicas ({low}) must be <= max_replicas ({high})", param="max_replicas"
-            )
+            raise InvalidOptionError(f"min_replicas ({low}) must be <= max_replicas ({high})", param="max_replicas")
         if not low <= self.replicas <= high:
             raise InvalidOptionError(
                 f"replicas ({self.replicas}) must lie within min_replicas..max_replicas ({low}..{high})",
                 param="replicas",
             )
         if not _CPU.fullmatch(self.cpu) or self.cpu in ("0", "0m"):
-            raise InvalidOptionError(
-                f"cpu must be a positive quantity like 500m or 2, got {self.cpu!r}", param="cpu"
-            )
+            raise InvalidOptionError(f"cpu must be a positive quantity like 500m or 2, got {self.cpu!r}", param="cpu")
         need = memory_needed(manifest)
         if parse_memory(self.memory) < need:
             raise InvalidOptionError(
-                f"memory {self.memory} is below what model {manifest.get('name')!r} needs to load: "
+                f"memory {self.memory} is below what {label or _what(manifest)} needs to load: "
                 f"at least {-(-need // 2**20)}Mi",
                 param="memory",
             )
@@ -146,10 +154,25 @@ class K8sOptions:
         return low, high
 
 
-def _labels(name: str, opts: K8sOptions, manifest: Mapping[str, Any]) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Workload:
+    """What differs between a model server and a composition service; the objects around it are shared."""
+
+    name: str
+    component: str
+    """``model-server`` or ``composition`` (label and selector)."""
+    args: list[str]
+    """The container's arguments after the ``parity`` command."""
+    annotations: Mapping[str, str]
+    env: list[dict[str, Any]] = field(default_factory=list)
+    egress: list[dict[str, Any]] | None = None
+    """NetworkPolicy egress rules (None: egress is not restricted)."""
+
+
+def _labels(w: _Workload, opts: K8sOptions) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/name": w.name,
+        "app.kubernetes.io/component": w.component,
         "app.kubernetes.io/part-of": "parity",
         "app.kubernetes.io/managed-by": "parity",
         **dict(opts.labels),
@@ -163,12 +186,11 @@ def _meta(name: str, opts: K8sOptions, labels: Mapping[str, str], **extra: Any) 
     return meta
 
 
-def _container(name: str, opts: K8sOptions, manifest: Mapping[str, Any], *, kserve: bool) -> dict[str, Any]:
-    lake = opts.lake or LAKE_DIR
+def _container(w: _Workload, opts: K8sOptions, *, kserve: bool) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "kserve-container" if kserve else "server",
         "image": opts.image,
-        "args": serve_args(portable=bool(manifest.get("portable", True)), lake=lake)[1:],
+        "args": list(w.args),
         "command": ["parity"],
         "resources": {
             "requests": {"cpu": opts.cpu, "memory": opts.memory},
@@ -215,16 +237,17 @@ def _container(name: str, opts: K8sOptions, manifest: Mapping[str, Any], *, kser
         "timeoutSeconds": 2,
     }
     container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRESTOP_S}}}
+    env = list(w.env)
     if opts.token_secret:
-        container["env"] = [
-            {"name": "PARITY_TOKEN", "valueFrom": {"secretKeyRef": {"name": opts.token_secret, "key": "token"}}}
-        ]
+        env.append({"name": "PARITY_TOKEN", "valueFrom": {"secretKeyRef": {"name": opts.token_secret, "key": "token"}}})
+    if env:
+        container["env"] = env
     return container
 
 
-def _pod_spec(name: str, opts: K8sOptions, manifest: Mapping[str, Any], *, kserve: bool) -> dict[str, Any]:
+def _pod_spec(w: _Workload, opts: K8sOptions, *, kserve: bool) -> dict[str, Any]:
     return {
-        "serviceAccountName": name,
+        "serviceAccountName": w.name,
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": PRESTOP_S + DRAIN_S + FLUSH_S,
         "securityContext": {
@@ -234,7 +257,7 @@ def _pod_spec(name: str, opts: K8sOptions, manifest: Mapping[str, Any], *, kserv
             "fsGroup": USER_ID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_container(name, opts, manifest, kserve=kserve)],
+        "containers": [_container(w, opts, kserve=kserve)],
         "volumes": [
             {"name": "lake", "emptyDir": {"sizeLimit": "1Gi"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -246,10 +269,22 @@ def render(manifest: Mapping[str, Any], opts: K8sOptions) -> dict[str, list[dict
     """Validate ``opts`` and return the manifests as ``{file name: [objects]}``."""
     opts.validate(manifest)
     name = opts.name or _dns_name(str(manifest.get("name", "model")))
-    labels = _labels(name, opts, manifest)
-    selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "model-server"}
+    workload = _Workload(
+        name=name,
+        component="model-server",
+        args=serve_args(portable=bool(manifest.get("portable", True)), lake=opts.lake or LAKE_DIR)[1:],
+        annotations={"parity.dev/model": str(manifest.get("name"))},
+    )
+    return _objects(workload, opts)
+
+
+def _objects(w: _Workload, opts: K8sOptions) -> dict[str, list[dict[str, Any]]]:
+    """ServiceAccount, Deployment, Service, HPA, PDB and NetworkPolicy (or the KServe pair) of one workload."""
+    name = w.name
+    labels = _labels(w, opts)
+    selector = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": w.component}
     low, high = opts.bounds()
-    annotations = {"parity.dev/model": str(manifest.get("name"))}
+    annotations = dict(w.annotations)
     account = {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -258,7 +293,7 @@ def render(manifest: Mapping[str, Any], opts: K8sOptions) -> dict[str, list[dict
     }
     out: dict[str, list[dict[str, Any]]] = {"serviceaccount.yaml": [account]}
     if opts.kserve:
-        out.update(_kserve(name, opts, manifest, labels, annotations, low, high))
+        out.update(_kserve(w, opts, labels, annotations, low, high))
         return out
     out["deployment.yaml"] = [
         {
@@ -271,7 +306,7 @@ def render(manifest: Mapping[str, Any], opts: K8sOptions) -> dict[str, list[dict
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {
                     "metadata": {"labels": labels, "annotations": annotations},
-                    "spec": _pod_spec(name, opts, manifest, kserve=False),
+                    "spec": _pod_spec(w, opts, kserve=False),
                 },
             },
         }
@@ -318,33 +353,150 @@ def render(manifest: Mapping[str, Any], opts: K8sOptions) -> dict[str, list[dict
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         }
     ]
+    policy: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector},
+        "policyTypes": ["Ingress"] if w.egress is None else ["Ingress", "Egress"],
+        "ingress": [{"ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": GRPC_PORT}]}],
+    }
+    if w.egress is not None:
+        policy["egress"] = w.egress
     out["networkpolicy.yaml"] = [
         {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",
             "metadata": _meta(name, opts, labels),
-            "spec": {
-                "podSelector": {"matchLabels": selector},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {"ports": [{"protocol": "TCP", "port": HTTP_PORT}, {"protocol": "TCP", "port": GRPC_PORT}]}
-                ],
-            },
+            "spec": policy,
         }
     ]
     return out
 
 
-def _kserve(
-    name: str,
+_SERVICE_MAX = 253
+
+
+def parse_downstreams(items: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """``["churn=churn-svc", "spend=spend.models:8081"]`` -> ``{endpoint: (service, port or 0)}``; 0: the default."""
+    out: dict[str, tuple[str, int]] = {}
+    for item in items:
+        endpoint, sep, target = item.partition("=")
+        if not sep or not endpoint or not target:
+            raise InvalidOptionError(f"downstream must be NAME=SERVICE[:PORT], got {item!r}", param="downstream")
+        service, colon, port_text = target.partition(":")
+        labels = service.split(".")
+        if len(service) > _SERVICE_MAX or not all(_DNS_LABEL.fullmatch(x) and len(x) <= 63 for x in labels):
+            raise InvalidOptionError(
+                f"downstream {endpoint}: SERVICE must be a DNS-1123 name (lower-case letters, digits, '-', "
+                f"dot-separated as in churn or churn.models), got {service!r}",
+                param="downstream",
+            )
+        port = 0
+        if colon:
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise InvalidOptionError(
+                    f"downstream {endpoint}: PORT must be an integer in 1..65535, got {port_text!r}",
+                    param="downstream",
+                )
+            port = int(port_text)
+        if endpoint in out:
+            raise InvalidOptionError(f"downstream {endpoint} is given twice", param="downstream")
+        out[endpoint] = (service, port)
+    return out
+
+
+def _downstream_rule(service: str, port: int) -> dict[str, Any]:
+    """Egress to the pods behind a parity model Service (``parity deploy k8s`` labels them with its name)."""
+    name, _, rest = service.partition(".")
+    peer: dict[str, Any] = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+    namespace = rest.split(".")[0] if rest else None
+    if namespace:
+        peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    return {"to": [peer], "ports": [{"protocol": "TCP", "port": port}]}
+
+
+def render_composition(
+    plan: CompositionPlan,
     opts: K8sOptions,
-    manifest: Mapping[str, Any],
+    downstreams: Sequence[str] = (),
+    *,
+    artifacts: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, list[dict[str, Any]]]:
+    """Validate and return the manifests of a composition service, its remote endpoints wired to ``downstreams``.
+
+    ``downstreams`` are ``NAME=SERVICE[:PORT]`` items; ``artifacts`` the manifests of the in-process
+    artifacts (their size sets the memory floor). A primary Remote of a named endpoint gets
+    ``PARITY_COMPOSE_URL_<NAME>=<scheme>://SERVICE:PORT`` (PORT defaults to the model Service's
+    HTTP port, or its gRPC port for a grpc:// endpoint).
+    """
+    from parity.compose._engine import url_env
+
+    opts.validate(list(artifacts), label=f"composition {plan.name!r}")
+    if opts.kserve:
+        raise InvalidOptionError(
+            "kserve=True serves one model as an InferenceService predictor; a composition is a plain "
+            "Deployment in front of the model services: deploy it without kserve",
+            param="kserve",
+        )
+    wired = parse_downstreams(downstreams)
+    remotes = {d.endpoint: d for d in plan.downstreams if d.wired_by_env}
+    declared = sorted({d.endpoint for d in plan.downstreams})
+    for endpoint in wired:
+        if endpoint not in declared:
+            raise InvalidOptionError(
+                f"downstream {endpoint}: composition {plan.name!r} has no endpoint {endpoint!r}; endpoints: "
+                f"{', '.join(declared) or '(none)'}",
+                param="downstream",
+            )
+        if endpoint not in remotes:
+            raise InvalidOptionError(
+                f"downstream {endpoint}: endpoint {endpoint!r} runs in-process (its primary is not a Remote); "
+                "only remote endpoints are wired to a Service",
+                param="downstream",
+            )
+    env: list[dict[str, Any]] = []
+    egress: list[dict[str, Any]] = [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
+    for d in plan.remotes():
+        if d.wired_by_env and d.endpoint in wired:
+            service, port = wired[d.endpoint]
+            port = port or (GRPC_PORT if d.scheme.startswith("grpc") else HTTP_PORT)
+            env.append({"name": url_env(d.endpoint), "value": f"{d.scheme}://{service}:{port}"})
+            egress.append(_downstream_rule(service, port))
+        elif d.loopback:
+            how = (
+                f"wire it with downstream {d.endpoint}=SERVICE[:PORT]"
+                if d.wired_by_env
+                else f"only an endpoint's primary is rewired, so declare this {d.role} target with a cluster URL"
+            )
+            raise InvalidOptionError(
+                f"endpoint {d.endpoint!r} ({d.role}) calls {d.url}, a loopback URL that would be the pod itself; {how}",
+                param="downstream",
+            )
+        elif d.port:
+            egress.append({"ports": [{"protocol": "TCP", "port": d.port}]})  # a declared external URL
+    if opts.lake and opts.lake.startswith("s3://"):
+        egress.append({"ports": [{"protocol": "TCP", "port": 443}]})  # the lake's object store
+    workload = _Workload(
+        name=opts.name or _dns_name(plan.name),
+        component="composition",
+        args=compose_serve_args(plan.image_spec, http_port=HTTP_PORT, grpc_port=GRPC_PORT, lake=opts.lake or LAKE_DIR)[
+            1:
+        ],
+        annotations={"parity.dev/composition": plan.name},
+        env=env,
+        egress=egress,
+    )
+    return _objects(workload, opts)
+
+
+def _kserve(
+    w: _Workload,
+    opts: K8sOptions,
     labels: Mapping[str, str],
     annotations: Mapping[str, str],
     low: int,
     high: int,
 ) -> dict[str, list[dict[str, Any]]]:
-    pod = _pod_spec(name, opts, manifest, kserve=True)
+    name = w.name
+    pod = _pod_spec(w, opts, kserve=True)
     runtime = {
         "apiVersion": "serving.kserve.io/v1alpha1",
         "kind": "ServingRuntime",

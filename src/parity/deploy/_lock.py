@@ -139,17 +139,35 @@ def _applies(req: Any, extras: set[str]) -> bool:
     return any(req.marker.evaluate({"extra": e}) for e in (extras or {""}))
 
 
-def runtime_requirements(manifest: Mapping[str, Any]) -> list[str]:
-    """Requirement strings of the artifact's runtime, with training-environment versions pinned."""
-    portable = bool(manifest.get("portable", True))
-    trained: dict[str, str] = {
-        canonical(k): str(v) for k, v in (manifest.get("environment", {}).get("packages") or {}).items()
-    }
-    trained.pop("parity", None)
+def _trained(manifests: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """``{package: version}`` the artifacts were trained with; two artifacts pinning one package differently fail."""
+    out: dict[str, str] = {}
+    for manifest in manifests:
+        for key, value in (manifest.get("environment", {}).get("packages") or {}).items():
+            name, version = canonical(key), str(value)
+            if name != "parity" and out.setdefault(name, version) != version:
+                raise DeployError(
+                    f"the in-process artifacts need two versions of {name} ({out[name]} and {version} for "
+                    f"{manifest.get('name')!r}); one image holds one: retrain them in one environment"
+                )
+    return out
+
+
+def runtime_requirements(
+    manifest: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, extra: str = "serve"
+) -> list[str]:
+    """Requirement strings of the runtime of one or more artifacts under parity's ``extra``, training versions pinned.
+
+    A model image uses the ``serve`` extra and one manifest; a composition image the ``compose``
+    extra and the manifests of its in-process artifacts (none: parity's own requirements only).
+    """
+    manifests = [manifest] if isinstance(manifest, Mapping) else list(manifest)
+    portable = all(bool(m.get("portable", True)) for m in manifests)
+    trained = _trained(manifests)
     declared = set(metadata.metadata("parity").get_all("Provides-Extra") or [])
     requires = [_requirement(text) for text in metadata.requires("parity") or []]
-    # The serve extra, plus every extra it pulls in through a self-reference such as "parity[cli]".
-    wanted = {"serve"} & declared
+    # The extra, plus every extra it pulls in through a self-reference such as "parity[cli]".
+    wanted = {extra} & declared
     while True:
         more = {
             extra
@@ -238,14 +256,22 @@ def _hash_of(item: Mapping[str, Any]) -> str:
     raise DeployError(f"pip reported no sha256 for {item['metadata']['name']} ({info.get('url')})")
 
 
-def lock_for(manifest: Mapping[str, Any], wheel: Path, *, python: str, platform: str, wheel_path: str) -> Lock:
-    """Resolve the artifact's runtime closure for CPython ``python`` on ``platform`` and pin it with hashes."""
+def lock_for(
+    manifest: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    wheel: Path,
+    *,
+    python: str,
+    platform: str,
+    wheel_path: str,
+    extra: str = "serve",
+) -> Lock:
+    """Resolve the runtime closure (see :func:`runtime_requirements`) for CPython ``python`` on ``platform``, hashed."""
     if platform not in PLATFORMS:
         raise DeployError(f"platform must be one of {', '.join(PLATFORMS)}, got {platform!r}")
     if not re.fullmatch(r"3\.\d+(\.\d+)?", python):
         raise DeployError(f"python version must look like 3.11 or 3.11.7, got {python!r}")
     major_minor = ".".join(python.split(".")[:2])
-    requirements = runtime_requirements(manifest)
+    requirements = runtime_requirements(manifest, extra=extra)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         args = ["install", "--quiet", "--dry-run", "--ignore-installed", "--report", str(report)]

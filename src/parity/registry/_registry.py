@@ -466,6 +466,36 @@ class Registry:
         artifact.version = version.version
         return artifact
 
+    def copy_to(self, dest: Registry, refs: Sequence[str]) -> builtins.list[ModelVersion]:
+        """Copy the versions ``refs`` resolve to into ``dest`` (a registry without those models), verified.
+
+        Version numbers, digests and the aliases pointing at a copied version are kept, so every ref
+        resolves in ``dest`` as it does here now (how a composition's image carries its artifacts).
+        """
+        found: dict[str, dict[int, tuple[ModelVersion, dict[str, Any]]]] = {}
+        resolved: builtins.list[ModelVersion] = []
+        for ref in refs:
+            version, manifest = self.verified_manifest(ref)
+            if parse_ref(ref).kind == "path":
+                raise RegistryError(f"copy_to takes registry refs (name, name:N, name@alias), got the path {ref!r}")
+            found.setdefault(version.name, {})[version.version] = (version, manifest)
+            resolved.append(version)
+        for name, versions in found.items():
+            if dest._read_index(name) is not None:
+                raise RegistryError(f"cannot copy model {name!r} into {dest.storage!r}: it already has that model")
+            index = self._index(name)
+            for number, (version, manifest) in sorted(versions.items()):
+                files = [MANIFEST, *sorted(file_entries(manifest, version.path))]
+                dest.storage.put_dir(version.path, f"{self._model(name)}/versions/{number}", files)
+            copied = {
+                "format": _INDEX_FORMAT,
+                "name": name,
+                "versions": [dict(e) for e in index["versions"] if int(e["version"]) in versions],
+                "aliases": {a: int(v) for a, v in index["aliases"].items() if int(v) in versions},
+            }
+            dest._write_index(name, copied, None)
+        return [dest.get(f"{v.name}:{v.version}") for v in resolved]
+
     # ------------------------------------------------------------------ aliases
 
     def aliases(self, name: str) -> dict[str, int]:
