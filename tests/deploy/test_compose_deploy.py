@@ -244,7 +244,8 @@ def test_env_wiring_is_what_the_engine_applies(home: Path, module: Path, tmp_pat
 
     out = tmp_path / "k8s"
     assert deploy(home, module, out, *WIRED).exit_code == 0
-    env = {e["name"]: e["value"] for e in _objects(out)["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    box = _objects(out)["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in box["env"]}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():
             mp.setenv(key, value)
