@@ -501,3 +501,26 @@ def test_concurrent_pushes_of_identical_content_make_one_version(tmp_path: Path)
     assert len({d for _, d in results}) == 1
     assert [v.version for v in Registry(home).versions("churn")] == [1]
     assert list((home / "registry/models/churn/versions").iterdir()) == [home / "registry/models/churn/versions/1"]
+
+
+def test_copy_to_keeps_numbers_digests_and_aliases(reg: Registry, tmp_path: Path) -> None:
+    for i in range(3):
+        reg.push(make_artifact(tmp_path / f"a{i}", files={"m.bin": bytes([i])}))
+    reg.set_alias("churn", "prod", 2)
+    reg.set_alias("churn", "old", 1)
+    dest = Registry(tmp_path / "image")
+    copied = reg.copy_to(dest, ["churn@prod", "churn:3", "churn:3"])
+    assert [(v.version, v.digest) for v in copied] == [
+        (2, reg.get("churn:2").digest),
+        (3, reg.get("churn:3").digest),
+        (3, reg.get("churn:3").digest),
+    ]
+    assert [v.version for v in dest.versions("churn")] == [2, 3]  # only what was asked for
+    assert dest.aliases("churn") == {"prod": 2}  # 'old' points at a version not copied
+    assert dest.get("churn").version == 3 and dest.verify("churn@prod").version == 2
+    with pytest.raises(RegistryError, match="already has that model"):
+        reg.copy_to(dest, ["churn:1"])
+    rewrite(reg.get("churn:1").path / "m.bin", b"evil")
+    with pytest.raises(IntegrityError):  # the source is verified before anything is copied
+        reg.copy_to(Registry(tmp_path / "other"), ["churn:1"])
+    assert not (tmp_path / "other" / "registry" / "models" / "churn" / "index.json").exists()
