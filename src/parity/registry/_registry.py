@@ -475,9 +475,9 @@ class Registry:
         found: dict[str, dict[int, tuple[ModelVersion, dict[str, Any]]]] = {}
         resolved: builtins.list[ModelVersion] = []
         for ref in refs:
-            version, manifest = self.verified_manifest(ref)
             if parse_ref(ref).kind == "path":
                 raise RegistryError(f"copy_to takes registry refs (name, name:N, name@alias), got the path {ref!r}")
+            version, manifest = self.verified_manifest(ref)
             found.setdefault(version.name, {})[version.version] = (version, manifest)
             resolved.append(version)
         for name, versions in found.items():
