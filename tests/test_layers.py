@@ -133,8 +133,8 @@ def test_heavy_stacks_stay_in_their_package() -> None:
     assert wrong == []
 
 
-# The CLI speaks in flags; deploy/ and batch/ still do too (they generate CLI-shaped files; to convert).
-_FLAGS_ALLOWED = ("cli", "deploy", "batch")
+# The CLI speaks in flags; deploy/ still does too (it generates CLI-shaped files; to convert).
+_FLAGS_ALLOWED = ("cli", "deploy")
 _CLI_HINT = re.compile(r"\(CLI: [^)]*\)")
 _FLAG = re.compile(r"(^|[\s(`'\"/])--[a-z][a-z-]+")
 
