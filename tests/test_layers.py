@@ -133,8 +133,8 @@ def test_heavy_stacks_stay_in_their_package() -> None:
     assert wrong == []
 
 
-# The CLI speaks in flags; batch/ still does too (to convert).
-_FLAGS_ALLOWED = ("cli", "batch")
+# Only the CLI speaks in flags; library errors name parameters (the CLI maps them to flags).
+_FLAGS_ALLOWED = ("cli",)
 _CLI_HINT = re.compile(r"\(CLI: [^)]*\)")
 _FLAG = re.compile(r"(^|[\s(`'\"/])--[a-z][a-z-]+")
 

@@ -33,9 +33,10 @@ set had at most 1000 distinct values, else null: then ``unseen`` (values never s
 unseen values cut to 100 characters, so merging is exact and order-independent.
 
 Parquet (``profile_parquet``): files are streamed by record batches, never loaded whole. Every row group is
-profiled on its own and merged in file/row-group order, so ``processes`` changes the speed, never a single
-bit of the result. Workers are *spawned* (fork is unsafe with Arrow/BLAS threads): scripts must call it from
-under ``if __name__ == "__main__":``. ``filter`` is a ``pyarrow.compute`` expression applied to every batch;
+profiled on its own (``profile_row_groups``, which Spark and Dask tasks run too) and merged in file/row-group
+order, so ``processes`` or the engine changes the speed, never a single bit of the result. Workers are
+*spawned* (fork is unsafe with Arrow/BLAS threads): scripts must call it from under
+``if __name__ == "__main__":``. ``filter`` is a ``pyarrow.compute`` expression applied to every batch;
 columns it uses that are not profiled must be listed in ``filter_columns``.
 """
 
@@ -75,6 +76,7 @@ __all__ = [
     "ProfileSpec",
     "profile_frame",
     "profile_parquet",
+    "profile_row_groups",
 ]
 
 PROFILE_FORMAT = "parity.profile/1"
@@ -404,6 +406,10 @@ class NumericProfile(_Stats):
         self.count += x.size
         if nf:
             f = x if nf == x.size else x[finite]
+            if not f.flags.aligned:
+                # numpy sums unaligned memory through a buffer, 8192 values at a time, which rounds differently
+                # from its pairwise sum: an aligned copy keeps mean/M2 a function of the values alone.
+                f = f.copy()
             mean = float(f.mean())
             # Squares summed in place by numpy's pairwise sum: accurate, and no BLAS threads (np.dot) to manage.
             d = f - mean
@@ -673,21 +679,39 @@ def _open(path: str, spec: ProfileSpec, read: list[str]) -> pq.ParquetFile:
     return pq.ParquetFile(path, metadata=meta, pre_buffer=False, read_dictionary=cats)
 
 
-def _profile_task(
-    path: str, groups: list[int], spec: ProfileSpec, read: list[str], batch_size: int, filt: Any, threads: bool
+def _read_columns(spec: ProfileSpec, filter_columns: Sequence[str]) -> list[str]:
+    """Columns to read: the profiled ones, then the filter's extra ones."""
+    return list(spec.columns) + [c for c in filter_columns if c not in spec.columns]
+
+
+def profile_row_groups(
+    path: str | os.PathLike[str],
+    groups: Sequence[int],
+    spec: ProfileSpec,
+    *,
+    batch_size: int = 65536,
+    filter: pc.Expression | None = None,  # mirrors pyarrow's own parameter name
+    filter_columns: Sequence[str] = (),
+    use_threads: bool = False,
 ) -> list[Profile]:
-    """Profile each listed row group of one file separately, streaming record batches."""
-    out = []
-    with _open(path, spec, read) as pf:
+    """Profile each listed row group of one Parquet file on its own: the unit every engine merges in order.
+
+    ``filter`` applies to each ``batch_size`` record batch as read, so an engine that calls this per row
+    group (a Spark or Dask task) slices, filters and sums exactly as ``profile_parquet`` does.
+    """
+    file, read = os.fspath(path), _read_columns(spec, filter_columns)
+    out: list[Profile] = []
+    with _open(file, spec, read) as pf:
         for group in groups:
             prof = Profile.empty(spec)
-            for batch in pf.iter_batches(batch_size=batch_size, row_groups=[group], columns=read, use_threads=threads):
-                if filt is not None:
+            batches = pf.iter_batches(batch_size=batch_size, row_groups=[group], columns=read, use_threads=use_threads)
+            for batch in batches:
+                if filter is not None:
                     try:
-                        batch = batch.filter(filt)
+                        batch = batch.filter(filter)
                     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
                         raise ProfileError(
-                            f"filter {filt} failed on Parquet file {path}: {e}; columns it uses that are not "
+                            f"filter {filter} failed on Parquet file {file}: {e}; columns it uses that are not "
                             "profiled must be listed in filter_columns"
                         ) from e
                 prof.update(batch)
@@ -728,7 +752,7 @@ def profile_parquet(
     if columns is not None:
         spec = spec.select(columns)
     files = _files(paths)
-    read = list(spec.columns) + [c for c in filter_columns if c not in spec.columns]
+    read = _read_columns(spec, filter_columns)
     workers = max(1, processes or 1)
     tasks: list[tuple[str, list[int]]] = []
     for path in files:
@@ -739,9 +763,10 @@ def profile_parquet(
         split = workers if workers > len(files) else 1
         tasks += [(path, [int(g) for g in part]) for part in np.array_split(groups, split) if len(part)]
     total = Profile.empty(spec)
+    options: dict[str, Any] = {"batch_size": batch_size, "filter": filter, "filter_columns": filter_columns}
     if workers == 1 or len(tasks) <= 1:
         for path, groups in tasks:
-            for part in _profile_task(path, groups, spec, read, batch_size, filter, True):
+            for part in profile_row_groups(path, groups, spec, **options, use_threads=True):
                 total = total.merge(part)
         return total
     # spawn, not fork: forking a process that runs Arrow/BLAS threads can deadlock. The child loads numpy while
@@ -749,7 +774,7 @@ def profile_parquet(
     pool = ProcessPoolExecutor(min(workers, len(tasks)), multiprocessing.get_context("spawn"), _init_worker)
     try:
         with _environ("OPENBLAS_NUM_THREADS", "1"):
-            futures = [pool.submit(_profile_task, p, g, spec, read, batch_size, filter, False) for p, g in tasks]
+            futures = [pool.submit(profile_row_groups, p, g, spec, **options) for p, g in tasks]
         for future in futures:
             for part in future.result():
                 total = total.merge(part)

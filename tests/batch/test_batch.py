@@ -123,8 +123,8 @@ def test_csv_input_local(
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--key", "nope"], 4, "--key: column(s) ['nope']"),
-        (["--key", "label"], 4, "--key"),
+        (["--key", "nope"], 4, "keys=['nope']: column(s) not in"),
+        (["--key", "label"], 4, "keys=['label']: column(s) not in"),
         (["--engine", "ray"], 2, "must be one of local, spark, dask"),
     ],
 )
@@ -135,7 +135,34 @@ def test_bad_requests_write_nothing(
     result = run(str(model_dir), "-i", str(root), "-o", str(tmp_path / "out.parquet"), *extra)
     assert result.exit_code == code, result.output
     assert message in result.output
+    if code == 4:  # the library names the parameter; the CLI adds the flag that sets it
+        assert "(CLI: --key)" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_key_named_like_an_output_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.parquet"
+    frame = raw_frame(20).assign(label="x")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), src)
+    result = run(str(model_dir), "-i", str(src), "-o", str(tmp_path / "out.parquet"), "--key", "label")
+    assert result.exit_code == 4, result.output
+    assert "keys=['label']: column(s) named like model outputs" in result.output
+    assert "(CLI: --key)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_dask_refuses_csv_naming_the_engine(model_dir: Path, tmp_path: Path) -> None:
+    from parity.batch import score
+    from parity.errors import SchemaError
+
+    csv = tmp_path / "in.csv"
+    raw_frame(20).to_csv(csv, index=False)
+    with pytest.raises(SchemaError, match=r"engine='dask' reads Parquet; .* use engine='local'$"):
+        score(model_dir, csv, tmp_path / "lib.parquet", engine="dask")
+    result = run(str(model_dir), "-i", str(csv), "-o", str(tmp_path / "cli.parquet"), "--engine", "dask")
+    assert result.exit_code == 4, result.output
+    assert "use engine='local' (CLI: --engine)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
 def test_missing_input_column_and_existing_output(model_dir: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import parity
 import parity.cli
 from parity._io import canonical_json, sha256_bytes
 from parity.cli import app
-from parity.cli._errors import EXIT_CODES, exit_code_for
+from parity.cli._errors import EXIT_CODES, exit_code_for, with_flags
 from parity.errors import (
     ArtifactError,
     IntegrityError,
@@ -165,6 +165,16 @@ def test_exit_code_table_picks_most_specific_class() -> None:
     assert exit_code_for(ArtifactError("x")) == 8
     assert exit_code_for(MissingDependencyError("x")) == 8
     assert exit_code_for(KeyError("x")) == 1
+
+
+def test_with_flags_adds_the_flag_of_each_named_parameter() -> None:
+    assert with_flags("keys=['id']: not in x") == "keys=['id']: not in x (CLI: --key)"
+    assert (
+        with_flags("use engine='local' or trusted=True")
+        == "use engine='local' or trusted=True (CLI: --trusted, --engine)"
+    )
+    # Only whole parameter names count: another word ending in "keys=" is not the parameter.
+    assert with_flags("json sort_keys=True; self.engine=x") == "json sort_keys=True; self.engine=x"
 
 
 def test_unexpected_error_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, artifact_dir: Path) -> None:

@@ -2,7 +2,7 @@
 
 Every engine calls :func:`score_table` (or, on Spark, :func:`score_frame`), which runs the model
 through ``Artifact.predict``, the one path that validates and runs a model, so outputs do not depend
-on the engine. Output: the ``--key`` columns as read, then one column per declared output, typed as
+on the engine. Output: the ``keys`` columns as read, then one column per declared output, typed as
 the signature says.
 """
 
@@ -83,10 +83,10 @@ def plan(signature: Signature, schema: pa.Schema, keys: Sequence[str], where: st
                           column=missing[0])  # fmt: skip
     bad_keys = [k for k in keys if k not in names]
     if bad_keys:
-        raise SchemaError(f"--key: column(s) {bad_keys} are not in {where}; it has {names}", column=bad_keys[0])
+        raise SchemaError(f"keys={bad_keys}: column(s) not in {where}; it has {names}", column=bad_keys[0])
     clash = [k for k in keys if k in signature.output_names]
     if clash:
-        raise SchemaError(f"--key: column(s) {clash} have the names of model outputs", column=clash[0])
+        raise SchemaError(f"keys={clash}: column(s) named like model outputs {signature.output_names}", column=clash[0])
     fields = []
     for key in keys:
         kind = schema.field(key).type
@@ -214,7 +214,7 @@ def score_dask(
         raise MissingDependencyError("the dask engine needs dask: pip install 'parity[dask]'") from exc
     dataset, fmt = open_dataset(input_url, filesystem=filesystem)
     if fmt != "parquet":
-        raise SchemaError(f"the dask engine reads Parquet; {input_url} is {fmt}: use --engine local")
+        raise SchemaError(f"engine='dask' reads Parquet; {input_url} is {fmt}: use engine='local'")
     p = plan(artifact.signature, dataset.schema, keys, input_url)
     artifact = single_threaded(artifact)
     assert isinstance(dataset, ds.FileSystemDataset)

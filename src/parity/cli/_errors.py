@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 
 from parity.errors import (
@@ -94,13 +95,21 @@ def epilog() -> str:
     return f"Exit codes:\n\n{lines}"
 
 
-PARAMETER_FLAGS: dict[str, str] = {"trusted=True": "--trusted", "allow_failed_parity=True": "--allow-failed-parity"}
-"""Library messages name Python parameters; the CLI adds the flag that sets each one."""
+PARAMETER_FLAGS: dict[str, str] = {
+    "trusted=True": "--trusted",
+    "allow_failed_parity=True": "--allow-failed-parity",
+    "keys=": "--key",
+    "engine=": "--engine",
+}
+"""Library messages name Python parameters (``name=value``); the CLI adds the flag that sets each one."""
+
+# A parameter counts only as a whole word: "sort_keys=" or "self.engine=" does not name ``keys``/``engine``.
+_PARAMETER_RE = {param: re.compile(rf"(?<![\w.]){re.escape(param)}") for param in PARAMETER_FLAGS}
 
 
 def with_flags(message: str) -> str:
     """Append the CLI flag of every parameter that ``message`` names."""
-    flags = [flag for param, flag in PARAMETER_FLAGS.items() if param in message]
+    flags = [flag for param, flag in PARAMETER_FLAGS.items() if _PARAMETER_RE[param].search(message)]
     return f"{message} (CLI: {', '.join(flags)})" if flags else message
 
 

@@ -84,10 +84,11 @@ the terminal table and the ``--fail-on`` exit codes live in the CLI (``parity.cl
 :attr:`SkewReport.severity` and :attr:`SkewReport.status` are what they read.
 
 Scale: files (or the row groups of few files) are profiled in ``min(units, cores)`` spawned processes once
-the data has a million rows or more (a spawned worker costs ~1 s of imports). ``backend="dask"`` profiles one
-Dask partition per row group with ``map_partitions`` and merges with ``Profile.merge`` -- bit-identical to
-the pyarrow path; :func:`profile_partitions` and :func:`spark_profile_udf` (``mapInPandas``) serve other
-engines, and ``skew_report`` accepts their merged :class:`~parity.profile.Profile` as ``data``.
+the data has a million rows or more (a spawned worker costs ~1 s of imports). ``backend="dask"`` and
+``backend="spark"`` run one task per row group (``profile.profile_row_groups``, the pyarrow path's own unit)
+and merge in file/row-group order with ``Profile.merge`` -- bit-identical to the pyarrow path;
+:func:`profile_partitions` and :func:`spark_profile_udf` (``mapInPandas``) serve other engines, and
+``skew_report`` accepts their merged :class:`~parity.profile.Profile` as ``data``.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
-"""Backend-neutral partition profiling, a Dask backend, and a pyspark ``mapInPandas`` adapter.
+"""Backend-neutral partition profiling, Dask and Spark backends for Parquet, and a ``mapInPandas`` adapter.
 
-Every backend profiles each partition on its own, in ``batch_size`` slices exactly as ``profile_parquet``
-treats a row group, and merges the partition profiles in order with ``Profile.merge``. With one partition per
-Parquet row group the result therefore equals ``profile_parquet`` bit for bit (the tests check it).
+Floating-point sums depend on how values are grouped, so no engine aggregates on its own terms: the Parquet
+backends run one task per row group that calls ``profile_row_groups`` -- the very function ``profile_parquet``
+runs, reading, slicing, filtering and summing the same way -- and merge the row-group profiles in file and
+row-group order with ``Profile.merge``. Their result therefore equals ``profile_parquet`` bit for bit, mean
+and M2 included (the tests compare with ``==``). The DataFrame adapters (:func:`profile_dask`,
+:func:`spark_profile_udf`) profile whatever partitions they are given, in ``batch_size`` slices.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
@@ -17,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from parity.errors import MissingDependencyError
-from parity.profile import CategoricalSpec, Profile, ProfileSpec
+from parity.profile import Profile, ProfileSpec, profile_row_groups
 
 __all__ = [
     "SPARK_SCHEMA",
@@ -84,14 +88,13 @@ def spark_profile_udf(
     return profile_batches
 
 
-def _dask() -> Any:
+def _dask(module: str = "dask.dataframe") -> Any:
     try:
-        import dask.dataframe as dd
+        return importlib.import_module(module)
     except ImportError as e:
         raise MissingDependencyError(
             "the Dask backend needs dask: pip install 'dask[dataframe]' (or use the default pyarrow backend)"
         ) from e
-    return dd
 
 
 def profile_dask(ddf: Any, spec: ProfileSpec, batch_size: int = 65_536) -> Profile:
@@ -107,15 +110,21 @@ def profile_dask(ddf: Any, spec: ProfileSpec, batch_size: int = 65_536) -> Profi
     return merge_profile_rows(parts["profile"].tolist()) if len(parts) else Profile.empty(spec)
 
 
-def _read_row_group(task: tuple[str, int, list[str], list[str], Any]) -> pd.DataFrame:
-    """Read one row group (optionally filtered) as pandas: one Dask partition."""
-    path, group, columns, cats, filt = task
-    # Strings stay dictionary-encoded (pandas categoricals), as profile_parquet reads them.
-    with pq.ParquetFile(path, pre_buffer=False, read_dictionary=cats) as pf:
-        table = pf.read_row_group(group, columns=columns)
-    if filt is not None:
-        table = table.filter(filt)
-    return table.to_pandas()
+def _row_groups(files: Sequence[str]) -> list[tuple[str, int]]:
+    """Every (file, row group) in file order: the tasks of the Parquet backends."""
+    tasks = []
+    for f in files:
+        with pq.ParquetFile(f) as pf:
+            tasks += [(str(f), g) for g in range(pf.metadata.num_row_groups)]
+    return tasks
+
+
+def _merge_in_order(parts: Iterable[Profile], spec: ProfileSpec) -> Profile:
+    """Merge row-group profiles in the order given, starting from the empty profile as profile_parquet does."""
+    total = Profile.empty(spec)
+    for part in parts:
+        total = total.merge(part)
+    return total
 
 
 def profile_parquet_dask(
@@ -127,23 +136,12 @@ def profile_parquet_dask(
     filter_columns: Sequence[str] = (),
     scheduler: str | None = None,
 ) -> Profile:
-    """Profile Parquet files with Dask, one partition per row group: equals ``profile_parquet`` exactly."""
-    dd = _dask()
-    columns = list(spec.columns) + [c for c in filter_columns if c not in spec.columns]
-    cats = [n for n, s in spec.columns.items() if isinstance(s, CategoricalSpec)]
-    tasks = []
-    for f in files:
-        with pq.ParquetFile(f) as pf:
-            tasks += [(f, g, columns, cats, filter) for g in range(pf.metadata.num_row_groups)]
-    if not tasks:
-        return Profile.empty(spec)
-    ddf = dd.from_map(_read_row_group, tasks)
-    if scheduler is None:
-        return profile_dask(ddf, spec, batch_size)
-    import dask
-
-    with dask.config.set(scheduler=scheduler):
-        return profile_dask(ddf, spec, batch_size)
+    """Profile Parquet files with Dask, one task per row group: equals ``profile_parquet`` exactly."""
+    dask = _dask("dask")
+    options: dict[str, Any] = {"batch_size": batch_size, "filter": filter, "filter_columns": filter_columns}
+    tasks = [dask.delayed(profile_row_groups)(path, [group], spec, **options) for path, group in _row_groups(files)]
+    results = dask.compute(*tasks, scheduler=scheduler) if tasks else ()
+    return _merge_in_order((part for result in results for part in result), spec)
 
 
 def profile_parquet_spark(
@@ -157,31 +155,30 @@ def profile_parquet_spark(
 ) -> Profile:
     """Profile Parquet files on a SparkSession: one ``mapInPandas`` task per row group, merged in order.
 
-    Executors read their row groups with pyarrow (as ``profile_parquet`` does, dictionary-encoded
-    strings included) and profile them; the driver merges the partition profiles in file and row-group
-    order, so the result equals ``profile_parquet`` exactly, whatever Spark's partitioning.
+    Executors run ``profile_row_groups`` on their row groups (what ``profile_parquet`` runs: same reads,
+    batch slices, filter and sums); the driver merges the row-group profiles in file and row-group order,
+    so the result equals ``profile_parquet`` exactly, mean and M2 included, whatever Spark's partitioning.
+    Spark's own aggregations are not used: their summation order depends on the partitioning.
     """
     from parity._spark import spark_session
 
     session = spark or spark_session()
-    columns = list(spec.columns) + [c for c in filter_columns if c not in spec.columns]
-    cats = [n for n, s in spec.columns.items() if isinstance(s, CategoricalSpec)]
-    tasks: list[tuple[int, str, int]] = []
-    for f in files:
-        with pq.ParquetFile(f) as pf:
-            tasks += [(len(tasks), str(f), g) for g in range(pf.metadata.num_row_groups)]
+    tasks = [(i, path, group) for i, (path, group) in enumerate(_row_groups(files))]
     if not tasks:
         return Profile.empty(spec)
+    options: dict[str, Any] = {"batch_size": batch_size, "filter": filter, "filter_columns": filter_columns}
 
     def profile_tasks(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
             out = []
             for task, path, group in frame.itertuples(index=False):
-                part = _read_row_group((path, int(group), columns, cats, filter))
-                out.append((int(task), json.dumps(profile_partition(part, spec, batch_size).to_dict())))
+                (part,) = profile_row_groups(path, [int(group)], spec, **options)
+                out.append((int(task), json.dumps(part.to_dict())))
             yield pd.DataFrame(out, columns=["task", "profile"])
 
     slices = min(len(tasks), session.sparkContext.defaultParallelism * 4)
     task_df = session.createDataFrame(tasks, "task long, path string, group int").repartition(slices)
     rows = task_df.mapInPandas(profile_tasks, schema="task long, profile string").collect()
-    return merge_profile_rows(r["profile"] for r in sorted(rows, key=lambda r: r["task"]))
+    # JSON floats round-trip exactly (repr), so the driver merges the executors' very numbers.
+    ordered = sorted(rows, key=lambda r: r["task"])
+    return _merge_in_order((Profile.from_dict(json.loads(r["profile"])) for r in ordered), spec)
