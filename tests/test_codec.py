@@ -388,3 +388,22 @@ def test_malformed_raw_bytes_name_the_tensor(datatype: str, raw: bytes, count: i
         decode_raw("label", datatype, raw, count, kind="output")
     assert str(info.value).startswith("output 'label': ")
     assert info.value.column == "label"
+
+
+def test_every_datatype_table_covers_exactly_the_signature_datatypes() -> None:
+    import json
+    from importlib.resources import files
+
+    from parity.codec import ARROW_TYPES, OIP_DATATYPES, WIRE_DTYPES
+    from parity.proto import CONTENTS_FIELD
+    from parity.schema import DATATYPES
+    from parity.server._openapi import openapi_document
+
+    assert list(NUMPY_DTYPES) == list(DATATYPES)
+    assert set(ARROW_TYPES) == set(CONTENTS_FIELD) == set(DATATYPES)
+    assert set(DATATYPES) - {"BYTES"} <= set(WIRE_DTYPES) and set(DATATYPES) <= OIP_DATATYPES
+    # The two JSON documents hold copies: the manifest's JSON Schema file, and the OpenAPI enum.
+    manifest = files("parity").joinpath("schemas/manifest.schema.json").read_text()
+    assert f'"datatype": {{"enum": {json.dumps(list(DATATYPES))}}}' in manifest
+    request_input = openapi_document()["components"]["schemas"]["RequestInput"]
+    assert request_input["properties"]["datatype"]["enum"] == list(DATATYPES)

@@ -12,7 +12,7 @@ import math
 import reprlib
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +65,7 @@ NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
     **{t: WIRE_DTYPES[t].newbyteorder("=") for t in DATATYPES if t != "BYTES"},
     "BYTES": np.dtype(object),
 }
-_DATATYPE_OF = {dtype: cast(Datatype, t) for t, dtype in NUMPY_DTYPES.items() if t != "BYTES"}
+_DATATYPE_OF = {NUMPY_DTYPES[t]: t for t in DATATYPES if t != "BYTES"}
 
 # Arrow type of each signature datatype: Parquet/CSV files (lake, batch predict) use these.
 ARROW_TYPES: dict[str, pa.DataType] = {

@@ -177,9 +177,13 @@ class RestClient(Client):
                 raise MissingDependencyError("REST downstreams need aiohttp: pip install 'parity[compose]'") from exc
 
             connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=30.0, ssl=self._ssl())
-            # The deadline is enforced around each call (asyncio.timeout), not by the session.
+            # The deadline is enforced around each call (asyncio.timeout), not by the session; a
+            # model server's cookies mean nothing here, and a shared jar would carry one caller's to the next.
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=aiohttp.ClientTimeout(total=None)
+                connector=connector,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
