@@ -157,26 +157,26 @@ def test_a_refused_connection_is_retryable() -> None:
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
-    """A server TLS context with a self-signed certificate for 127.0.0.1, and that certificate's path."""
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path, Path]:
+    """A server TLS context with a self-signed certificate for 127.0.0.1, and that certificate's and key's paths."""
     cert, key = make_certificate(tmp_path_factory.mktemp("tls"))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    return context, cert
+    return context, cert, key
 
 
-def test_tls_with_a_ca_bundle_and_a_bearer_token(tls: tuple[ssl.SSLContext, Path]) -> None:
+def test_tls_with_a_ca_bundle_and_a_bearer_token(tls: tuple[ssl.SSLContext, Path, Path]) -> None:
     replies, srv = calls([_reply("200 OK", OK)], tls=tls[0], token="s3cret", verify=str(tls[1]))
     assert replies[0].outputs["p"].tolist() == [0.25]
     assert b"authorization: bearer s3cret" in srv.heads[0].lower()
 
 
-def test_tls_without_verification_when_asked(tls: tuple[ssl.SSLContext, Path]) -> None:
+def test_tls_without_verification_when_asked(tls: tuple[ssl.SSLContext, Path, Path]) -> None:
     replies, _ = calls([_reply("200 OK", OK)], tls=tls[0], verify=False)
     assert replies[0].outputs["p"].tolist() == [0.25]
 
 
-def test_tls_verification_failure_is_not_retried(tls: tuple[ssl.SSLContext, Path]) -> None:
+def test_tls_verification_failure_is_not_retried(tls: tuple[ssl.SSLContext, Path, Path]) -> None:
     with pytest.raises(DownstreamError, match="TLS failed") as info:
         calls([_reply("200 OK", OK)], tls=tls[0])  # the system CAs do not know the test certificate
     assert not isinstance(info.value, Retryable)
@@ -194,3 +194,24 @@ def test_raw_grpc_outputs_decode_through_the_codec_into_writable_arrays() -> Non
         _from_raw(b"\0" * 8, "FP64", [2], "p", "m at grpc://h")
     with pytest.raises(DownstreamError, match="output 'q' has unsupported datatype 'UINT8'"):
         _from_raw(b"\0", "UINT8", [1], "q", "m")
+
+
+def test_a_client_certificate_for_mutual_tls(tls: tuple[ssl.SSLContext, Path, Path]) -> None:
+    _, cert, key = tls
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(cert))
+    server.load_cert_chain(cert, key)
+    server.verify_mode = ssl.CERT_REQUIRED  # the test certificate signs itself: it is also the client's CA
+    replies, _ = calls([_reply("200 OK", OK)], tls=server, verify=str(cert), cert=(str(cert), str(key)))
+    assert replies[0].outputs["p"].tolist() == [0.25]
+    with pytest.raises(DownstreamError):
+        calls([_reply("200 OK", OK)], tls=server, verify=str(cert))  # no client certificate: refused
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_response_over_the_size_bound_is_refused(monkeypatch: pytest.MonkeyPatch, chunked: bool) -> None:
+    import parity.compose._clients as clients
+
+    monkeypatch.setattr(clients, "MAX_RESPONSE_BYTES", 20)
+    with pytest.raises(DownstreamError, match="exceeds 20") as info:
+        calls([CHUNKED if chunked else _reply("200 OK", OK)])
+    assert not isinstance(info.value, Retryable)

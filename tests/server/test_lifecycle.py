@@ -272,15 +272,15 @@ def test_a_taken_port_restarts_the_server_on_fresh_ports(
 ) -> None:
     import socket
 
-    from tests.server import conftest
+    from tests import _servers
 
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         taken = int(blocker.getsockname()[1])
         ports = iter([taken])
-        real = conftest.free_port
-        monkeypatch.setattr(conftest, "free_port", lambda: next(ports, None) or real())
+        real = _servers.free_port
+        monkeypatch.setattr(_servers, "free_port", lambda: next(ports, None) or real())
         server = ServerProcess([str(model_env.artifact_dir), "--lake", "none"], tmp_path / "server.log")
         try:
             server.wait_ready()
