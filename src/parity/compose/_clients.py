@@ -191,9 +191,8 @@ class RestClient(Client):
         self, method: str, url: str, *, timeout: float, body: bytes | None = None, headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         """One HTTP exchange: (status, body); transport failures become Retryable, the deadline DownstreamTimeout."""
+        session = self._http()  # first: it names the extra when aiohttp is missing
         import aiohttp
-
-        session = self._http()
 
         async def exchange() -> tuple[int, bytes]:
             async with session.request(method, url, data=body, headers=headers) as response:
