@@ -13,7 +13,7 @@ import pytest
 
 from parity.codec import encode_raw
 from parity.compose._clients import Reply, RestClient, Retryable, _from_raw
-from parity.errors import DownstreamError, DownstreamRejected, DownstreamTimeout
+from parity.errors import DeclarationError, DownstreamError, DownstreamRejected, DownstreamTimeout
 from tests._servers import make_certificate
 
 
@@ -215,3 +215,12 @@ def test_a_response_over_the_size_bound_is_refused(monkeypatch: pytest.MonkeyPat
     with pytest.raises(DownstreamError, match="exceeds 20") as info:
         calls([CHUNKED if chunked else _reply("200 OK", OK)])
     assert not isinstance(info.value, Retryable)
+
+
+@pytest.mark.parametrize("field", ["verify", "cert"])
+def test_unreadable_tls_files_are_a_declaration_error_naming_the_field(tmp_path: Path, field: str) -> None:
+    missing = str(tmp_path / "nowhere.pem")
+    rest = RestClient("https://127.0.0.1:9", "m", **{field: missing})
+    with pytest.raises(DeclarationError, match=f"{field} must be a readable") as info:
+        asyncio.run(rest.ready(1.0))
+    assert info.value.field == field and missing in str(info.value)

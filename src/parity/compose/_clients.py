@@ -24,6 +24,7 @@ import numpy as np
 
 from parity.codec import NUMPY_DTYPES, datatype_of, decode_raw
 from parity.errors import (
+    DeclarationError,
     DownstreamError,
     DownstreamRejected,
     DownstreamTimeout,
@@ -159,14 +160,28 @@ class RestClient(Client):
             return True  # unused on plain HTTP
         if self.verify is True and self.cert is None:
             return True
-        context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        try:
+            context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeclarationError(
+                f"{self.label}: verify must be a readable CA bundle; {self.verify!r} is not ({exc})",
+                endpoint=self.label,
+                field="verify",
+            ) from None
         if self.verify is False:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-        if isinstance(self.cert, str):
-            context.load_cert_chain(self.cert)
-        elif self.cert is not None:
-            context.load_cert_chain(*self.cert)
+        try:
+            if isinstance(self.cert, str):
+                context.load_cert_chain(self.cert)
+            elif self.cert is not None:
+                context.load_cert_chain(*self.cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeclarationError(
+                f"{self.label}: cert must be a readable certificate (and key); {self.cert!r} is not ({exc})",
+                endpoint=self.label,
+                field="cert",
+            ) from None
         return context
 
     def _http(self) -> Any:
