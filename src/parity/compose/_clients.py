@@ -163,11 +163,7 @@ class RestClient(Client):
         try:
             context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
         except (OSError, ssl.SSLError) as exc:
-            raise DeclarationError(
-                f"{self.label}: verify must be a readable CA bundle; {self.verify!r} is not ({exc})",
-                endpoint=self.label,
-                field="verify",
-            ) from None
+            raise self._unreadable("verify", "a readable CA bundle", exc) from None
         if self.verify is False:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -177,12 +173,13 @@ class RestClient(Client):
             elif self.cert is not None:
                 context.load_cert_chain(*self.cert)
         except (OSError, ssl.SSLError) as exc:
-            raise DeclarationError(
-                f"{self.label}: cert must be a readable certificate (and key); {self.cert!r} is not ({exc})",
-                endpoint=self.label,
-                field="cert",
-            ) from None
+            raise self._unreadable("cert", "a readable certificate (and key)", exc) from None
         return context
+
+    def _unreadable(self, field: str, expected: str, exc: BaseException) -> DeclarationError:
+        value = getattr(self, field)
+        message = f"{self.label}: {field} must be {expected}; {value!r} is not ({exc})"
+        return DeclarationError(message, endpoint=self.label, field=field)
 
     def _http(self) -> Any:
         if self._session is None:
