@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from parity.codec import encode_column, encode_columns, encode_frame
+from parity.codec import NUMPY_DTYPES, datatype_of, decode_raw, encode_column, encode_columns, encode_frame, encode_raw
 from parity.errors import SchemaError
 from parity.schema import MISSING_STRING, ColumnSpec, Signature
 
@@ -345,3 +346,64 @@ def test_object_column_with_pandas_na_becomes_nan() -> None:
 def test_encode_frame_boolean_column_for_fp64_is_rejected() -> None:
     with pytest.raises(SchemaError, match="received booleans"):
         encode_frame(Signature((STRICT,)), pd.DataFrame({"x": np.array([True, False])}))
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values"),
+    [
+        ("FP64", np.array([1.5, np.nan, -2.0])),
+        ("FP32", np.array([0.25, 3.0], dtype=np.float32)),
+        ("INT64", np.array([-(2**62), 7])),
+        ("INT32", np.array([-5, 2**30], dtype=np.int32)),
+        ("BOOL", np.array([True, False, True])),
+        ("BYTES", np.array(["pro", "", "h\u00e9", MISSING_STRING], dtype=object)),
+    ],
+)
+def test_raw_bytes_round_trip_and_datatype_of(datatype: str, values: np.ndarray) -> None:
+    raw = encode_raw(values, datatype)
+    back = decode_raw("x", datatype, raw, len(values))
+    if datatype == "BYTES":
+        assert back == values.tolist()
+        assert raw[:7] == struct.pack("<I", 3) + b"pro"  # 4-byte little-endian length, then UTF-8
+    else:
+        assert isinstance(back, np.ndarray)
+        np.testing.assert_array_equal(back.astype(NUMPY_DTYPES[datatype]), values)
+        assert raw == values.astype(values.dtype.newbyteorder("<")).tobytes()
+    assert datatype_of(values) == datatype
+
+
+@pytest.mark.parametrize(
+    ("datatype", "raw", "count", "needle"),
+    [
+        ("FP64", b"\0" * 12, 2, "binary data is 12 bytes but 2 FP64 values need 16"),
+        ("BYTES", b"\x03\0", 1, "truncated BYTES element length at byte 0"),
+        ("BYTES", struct.pack("<I", 9) + b"pro", 1, "BYTES element 0 declares 9 bytes but only 3 remain"),
+        ("BYTES", struct.pack("<I", 1) + b"\xff", 1, "BYTES element 0 is not valid UTF-8"),
+        ("BYTES", struct.pack("<I", 1) + b"a", 2, "holds 1 BYTES elements; shape says 2"),
+        ("BF16", b"\0\0", 1, "datatype BF16 cannot be sent as binary data"),
+    ],
+)
+def test_malformed_raw_bytes_name_the_tensor(datatype: str, raw: bytes, count: int, needle: str) -> None:
+    with pytest.raises(SchemaError, match=needle) as info:
+        decode_raw("label", datatype, raw, count, kind="output")
+    assert str(info.value).startswith("output 'label': ")
+    assert info.value.column == "label"
+
+
+def test_every_datatype_table_covers_exactly_the_signature_datatypes() -> None:
+    import json
+    from importlib.resources import files
+
+    from parity.codec import ARROW_TYPES, OIP_DATATYPES, WIRE_DTYPES
+    from parity.proto import CONTENTS_FIELD
+    from parity.schema import DATATYPES
+    from parity.server._openapi import openapi_document
+
+    assert list(NUMPY_DTYPES) == list(DATATYPES)
+    assert set(ARROW_TYPES) == set(CONTENTS_FIELD) == set(DATATYPES)
+    assert set(DATATYPES) - {"BYTES"} <= set(WIRE_DTYPES) and set(DATATYPES) <= OIP_DATATYPES
+    # The two JSON documents hold copies: the manifest's JSON Schema file, and the OpenAPI enum.
+    manifest = files("parity").joinpath("schemas/manifest.schema.json").read_text()
+    assert f'"datatype": {{"enum": {json.dumps(list(DATATYPES))}}}' in manifest
+    request_input = openapi_document()["components"]["schemas"]["RequestInput"]
+    assert request_input["properties"]["datatype"]["enum"] == list(DATATYPES)

@@ -23,8 +23,8 @@ from sklearn.linear_model import LogisticRegression
 import parity
 from parity.lake import read_lake
 from parity.schema import MISSING_STRING
+from tests._servers import PARITY, ServerProcess
 from tests.fixtures import pipeline, raw_frame, targets
-from tests.server.conftest import PARITY, ServerProcess
 
 INPUTS = ("tenure", "charges", "age", "plan", "region")
 SHIFTED = "charges"

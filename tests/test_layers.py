@@ -52,6 +52,7 @@ CONFINED: dict[str, tuple[str, ...]] = {
     "grpc_reflection": ("server",),
     "prometheus_client": ("server",),
     "orjson": ("server", "compose"),
+    "aiohttp": ("compose",),
     "typer": ("cli",),
     "click": ("cli",),
     "rich": ("cli",),

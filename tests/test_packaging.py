@@ -81,3 +81,20 @@ def test_no_onnxruntime_profiles_committed() -> None:
             ["git", "ls-files", "onnxruntime_profile__*"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout
         assert listed == ""
+
+
+def test_compose_extra_brings_aiohttp_and_a_rest_downstream_without_it_names_the_extra() -> None:
+    extras: dict[str, list[str]] = _project()["optional-dependencies"]  # type: ignore[assignment]
+    assert "aiohttp" in _names(extras["compose"]) and "parity[serve]" in extras["compose"]
+    body = (
+        "import asyncio\n"
+        "from parity.compose._clients import RestClient\n"
+        "from parity.errors import MissingDependencyError\n"
+        "try:\n"
+        "    asyncio.run(RestClient('http://127.0.0.1:9', 'm').ready(1.0))\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = _run(["aiohttp"], ["python"], body)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'parity[compose]'" in proc.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from parity.errors import SchemaError
-from parity.schema import MISSING_STRING, ColumnSpec, Signature
+from parity.schema import DATATYPES, MISSING_STRING, ColumnSpec, Datatype, Signature
 
 __all__ = [
     "ARROW_TYPES",
@@ -26,12 +27,15 @@ __all__ = [
     "OIP_DATATYPES",
     "WIRE_DTYPES",
     "EncodedColumns",
+    "datatype_of",
     "decode_outputs",
+    "decode_raw",
     "describe_value",
     "echo_values",
     "encode_column",
     "encode_columns",
     "encode_frame",
+    "encode_raw",
     "frame_from_columns",
     "records_to_columns",
     "values_echoed",
@@ -58,9 +62,10 @@ OIP_DATATYPES = frozenset([*WIRE_DTYPES, "BYTES", "BF16"])
 """Every datatype name the Open Inference Protocol defines."""
 # The numpy dtype of each signature datatype in memory (BYTES: object arrays of str).
 NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
-    **{t: WIRE_DTYPES[t].newbyteorder("=") for t in ("FP64", "FP32", "INT64", "INT32", "BOOL")},
+    **{t: WIRE_DTYPES[t].newbyteorder("=") for t in DATATYPES if t != "BYTES"},
     "BYTES": np.dtype(object),
 }
+_DATATYPE_OF = {NUMPY_DTYPES[t]: t for t in DATATYPES if t != "BYTES"}
 
 # Arrow type of each signature datatype: Parquet/CSV files (lake, batch predict) use these.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -71,6 +76,74 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "BOOL": pa.bool_(),
     "BYTES": pa.string(),
 }
+
+
+def datatype_of(values: np.ndarray) -> Datatype:
+    """The signature datatype of a typed column array (anything not fixed-width travels as BYTES)."""
+    return _DATATYPE_OF.get(values.dtype, "BYTES")
+
+
+_LEN = struct.Struct("<I")
+
+
+def decode_raw(
+    name: str, datatype: str, raw: bytes | memoryview, count: int, *, kind: str = "input"
+) -> np.ndarray | list[str]:
+    """Decode ``count`` elements of one tensor from raw little-endian bytes (REST binary data, gRPC raw contents).
+
+    Fixed-width datatypes come back as a read-only little-endian view of ``raw``; BYTES, a
+    4-byte little-endian length and the UTF-8 bytes per element, as a list of str. ``kind``
+    says what the tensor is in error messages (``input``, ``output``).
+    """
+    if datatype == "BYTES":
+        return _decode_raw_bytes(name, raw, count, kind)
+    dtype = WIRE_DTYPES.get(datatype)
+    if dtype is None:
+        raise SchemaError(f"{kind} {name!r}: datatype {datatype} cannot be sent as binary data", column=name)
+    if len(raw) != count * dtype.itemsize:
+        raise SchemaError(
+            f"{kind} {name!r}: binary data is {len(raw)} bytes but {count} {datatype} values need "
+            f"{count * dtype.itemsize}",
+            column=name,
+        )
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _decode_raw_bytes(name: str, raw: bytes | memoryview, count: int, kind: str) -> list[str]:
+    items: list[str] = []
+    pos, end = 0, len(raw)
+    while pos < end:
+        if pos + 4 > end:
+            raise SchemaError(f"{kind} {name!r}: truncated BYTES element length at byte {pos}", column=name)
+        (length,) = _LEN.unpack_from(raw, pos)
+        pos += 4
+        if pos + length > end:
+            raise SchemaError(
+                f"{kind} {name!r}: BYTES element {len(items)} declares {length} bytes but only {end - pos} remain",
+                column=name,
+            )
+        try:
+            items.append(bytes(raw[pos : pos + length]).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise SchemaError(f"{kind} {name!r}: BYTES element {len(items)} is not valid UTF-8", column=name) from None
+        pos += length
+    if len(items) != count:
+        raise SchemaError(
+            f"{kind} {name!r}: binary data holds {len(items)} BYTES elements; shape says {count}", column=name
+        )
+    return items
+
+
+def encode_raw(values: np.ndarray, datatype: str) -> bytes:
+    """Raw little-endian bytes of one tensor (BYTES: 4-byte length + UTF-8 per element)."""
+    if datatype == "BYTES":
+        parts: list[bytes] = []
+        for v in values.tolist():
+            b = v.encode("utf-8") if isinstance(v, str) else bytes(v)
+            parts.append(_LEN.pack(len(b)))
+            parts.append(b)
+        return b"".join(parts)
+    return np.ascontiguousarray(values, dtype=WIRE_DTYPES[datatype]).tobytes()
 
 
 _ECHO_VALUES = True

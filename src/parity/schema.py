@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,9 @@ __all__ = [
     "infer_signature",
 ]
 
-DATATYPES = ("FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES")
 Datatype = Literal["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES"]
+DATATYPES: tuple[Datatype, ...] = get_args(Datatype)
+"""The signature datatypes (Open Inference Protocol names), in one place: the Literal above."""
 
 # ONNX string tensors cannot hold a null, so a missing string travels as this one-character
 # value: U+E000, the first Private Use code point, which real text data does not use (NUL cannot

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
 import parity
 from parity.registry import Registry
-from tests.server.conftest import fit_pipeline, free_port, make_frame, package
+from tests._servers import ServerProcess
+from tests.server.conftest import fit_pipeline, make_frame, package
 
 HERE = Path(__file__).parent
 RULES = HERE / "rules_app.py"
@@ -74,98 +69,26 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     return Models(registry.load("churn"), registry.load("spend"), frame, root / "home")
 
 
-class Proc:
-    """A `parity` command serving on 127.0.0.1 (REST port, optional gRPC port), its log in a file."""
-
-    def __init__(self, args: list[str], log: Path, *, port: int | None = None, grpc_port: int | None = None,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
-        self.args, self.log_path, self.env = args, log, env or {}
-        self.port = port or free_port()
-        self.grpc_port = grpc_port if grpc_port is not None else free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        """(Re)start the process on the same ports."""
-        inherited = {k: v for k, v in os.environ.items() if k != "PARITY_TOKEN"}
-        env = {**inherited, "OPENBLAS_NUM_THREADS": "1", **self.env}
-        cmd = [
-            sys.executable,
-            "-m",
-            "parity.cli",
-            *self.args,
-            "--port",
-            str(self.port),
-            "--grpc-port",
-            str(self.grpc_port),
-        ]
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        """Poll /v2/health/ready until 200."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.args} exited with {self.proc.returncode}:\n{self.log()}")
-                try:
-                    if client.get(self.url + "/v2/health/ready").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError(f"not ready after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        """What the process wrote."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL (a crash, not a drain)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-    def stop(self) -> int:
-        """SIGTERM and wait; return the exit code."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return int(self.proc.returncode)
-
-
 @dataclass
 class Stack:
     """Two model servers and the composition service over them."""
 
-    churn: Proc
-    spend: Proc
-    compose: Proc
+    churn: ServerProcess
+    spend: ServerProcess
+    compose: ServerProcess
     lake: Path
     env: dict[str, str]
 
 
-def model_server(models: Models, name: str, tmp: Path, **kw: object) -> Proc:
+def model_server(models: Models, name: str, tmp: Path) -> ServerProcess:
     """`parity serve NAME` from the test registry (lake off: the composition's lake is the one under test)."""
-    args = ["serve", name, "--registry", str(models.registry), "--lake", "none", "--reload-interval", "0"]
-    return Proc(args, tmp / f"{name}.log", **kw)  # type: ignore[arg-type]
+    args = [name, "--registry", str(models.registry), "--lake", "none", "--reload-interval", "0"]
+    return ServerProcess(args, tmp / f"{name}.log", grpc=True)
 
 
-def compose_server(env: dict[str, str], lake: Path, tmp: Path, spec: str = f"{RULES}:composition") -> Proc:
+def compose_server(env: dict[str, str], lake: Path, tmp: Path, spec: str = f"{RULES}:composition") -> ServerProcess:
     """`parity compose serve rules_app.py:composition` with the lake under test."""
-    return Proc(["compose", "serve", spec, "--lake", str(lake)], tmp / "compose.log", env=env)
+    return ServerProcess([spec, "--lake", str(lake)], tmp / "compose.log", env, grpc=True, command=("compose", "serve"))
 
 
 @pytest.fixture(scope="module")
@@ -184,4 +107,4 @@ def stack(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Stack(churn, spend, comp, tmp / "lake", env)
     finally:
         for p in reversed(procs):
-            p.stop()
+            p.terminate()

@@ -24,7 +24,8 @@ from parity.compose import (
 )
 from parity.lake import LakeWriter, read_lake
 from parity.schema import ColumnSpec, OutputSpec
-from tests.compose.conftest import RULES, Models, Proc, model_server
+from tests._servers import ServerProcess
+from tests.compose.conftest import RULES, Models, model_server
 from tests.compose.rules_app import build
 
 
@@ -161,13 +162,13 @@ def test_a_slow_shadow_cannot_pile_up(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def churn_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+def churn_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = model_server(models, "churn", tmp_path_factory.mktemp("compose-check"))
     try:
         proc.wait_ready()
         yield proc
     finally:
-        proc.stop()
+        proc.terminate()
 
 
 def _comp(url: str, columns: list[ColumnSpec], *, model: str = "churn", **kw: Any) -> Composition:
@@ -192,7 +193,7 @@ GOOD = [ColumnSpec("age", "FP64", True), ColumnSpec("income", "FP64", True), Col
     ],
 )
 def test_start_up_validation_names_endpoint_and_field(
-    churn_server: Proc, inputs: list[ColumnSpec], kw: dict[str, Any], field: str | None, words: list[str]
+    churn_server: ServerProcess, inputs: list[ColumnSpec], kw: dict[str, Any], field: str | None, words: list[str]
 ) -> None:
     comp = _comp(churn_server.url, inputs, **kw)
     with pytest.raises(DeclarationError) as info:
@@ -217,7 +218,7 @@ def test_validation_against_an_artifact_signature_and_an_unreachable_server(mode
         comp.run({"age": 1.0, "income": 2.0}, models={"nope": models.churn})
 
 
-def test_compose_check_cli(churn_server: Proc, tmp_path: Path) -> None:
+def test_compose_check_cli(churn_server: ServerProcess, tmp_path: Path) -> None:
     env = {"TEST_CHURN_URL": churn_server.url, "TEST_SPEND_URL": "grpc://127.0.0.1:9"}
     import os
 

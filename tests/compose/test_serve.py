@@ -162,7 +162,7 @@ def test_killing_a_model_server_falls_back_opens_the_breaker_and_recovers(
             # A downstream with a fallback is not required: the composition stays ready.
             assert client.get("/v2/health/ready").status_code == 200
 
-            spend.start()  # the same ports again
+            spend.restart()  # the same ports again
             spend.wait_ready()
             recovered = False
             for _ in range(200):
@@ -188,7 +188,7 @@ def test_killing_a_model_server_falls_back_opens_the_breaker_and_recovers(
             assert client.get("/v2/health/ready").status_code == 503
     finally:
         for p in reversed(procs):
-            p.stop()
+            p.terminate()
 
 
 def _cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,9 @@ import httpx
 import pyarrow.parquet as pq
 
 from parity._fs import filesystem
+from tests._servers import ServerProcess
 from tests.s3.conftest import S3Server
-from tests.server.conftest import ModelEnv, ServerProcess
+from tests.server.conftest import ModelEnv
 
 
 def test_served_rows_reach_the_s3_lake(s3_server: S3Server, model_env: ModelEnv, tmp_path: Path) -> None:

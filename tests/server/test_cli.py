@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 import parity
 from parity.cli import app
 from parity.server import ServerConfig
-from tests.server.conftest import ModelEnv, free_port
+from tests._servers import free_port
+from tests.server.conftest import ModelEnv
 
 
 def test_real_app_has_serve_with_its_options() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,8 @@ from parity.schema import MISSING_STRING, Signature
 from parity.server._grpc_codec import decode_infer_request
 from parity.server.proto import open_inference_grpc_pb2 as pb
 from parity.server.proto import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.server.conftest import ModelEnv, ServerProcess
+from tests._servers import ServerProcess, make_certificate
+from tests.server.conftest import ModelEnv
 
 TOKEN = "s3cret"
 MAX_REQUEST_BYTES = 256 * 1024
@@ -85,27 +85,8 @@ def secure_server(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory)
     """A server requiring a bearer token, over TLS when openssl is there to make a certificate."""
     root = tmp_path_factory.mktemp("grpc-secure")
     tls = None
-    if shutil.which("openssl"):
-        cert, key = root / "cert.pem", root / "key.pem"
-        subject = ["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-                *subject,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        tls = (cert, key)
+    if shutil.which("openssl"):  # without it the token is still tested, over plain gRPC
+        tls = make_certificate(root)
     proc = GrpcServer(model_env.artifact_dir, root / "server.log", "--token", TOKEN, tls=tls)
     try:
         proc.wait_ready()

@@ -18,7 +18,8 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.server.conftest import ModelEnv, ServerProcess, shared_server_args
+from tests._servers import ServerProcess
+from tests.server.conftest import ModelEnv, shared_server_args
 
 LIMIT = 16  # --limit-concurrency of the server below
 TOKEN = "hostile-test-token"  # the repository API (load/unload) is served only with a token

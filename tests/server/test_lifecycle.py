@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,8 @@ from parity._io import sha256_bytes
 from parity.artifact import SAMPLE_FILE, Artifact
 from parity.lake import read_lake
 from parity.registry import Registry
-from tests.server.conftest import ModelEnv, ServerProcess, fit_pipeline, package
+from tests._servers import ServerProcess, make_certificate
+from tests.server.conftest import ModelEnv, fit_pipeline, package
 from tests.server.test_rest import ONE, tensors
 
 
@@ -246,14 +245,7 @@ def test_workers_answer_from_two_processes_on_one_port(
 
 
 def test_rest_over_tls(start_server: type[ServerProcess], model_env: ModelEnv, tmp_path: Path) -> None:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not available to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = make_certificate(tmp_path)
     server = start_server(
         [str(model_env.artifact_dir), "--lake", "none", "--tls-cert", str(cert), "--tls-key", str(key)]
     )
@@ -280,15 +272,15 @@ def test_a_taken_port_restarts_the_server_on_fresh_ports(
 ) -> None:
     import socket
 
-    from tests.server import conftest
+    from tests import _servers
 
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         taken = int(blocker.getsockname()[1])
         ports = iter([taken])
-        real = conftest.free_port
-        monkeypatch.setattr(conftest, "free_port", lambda: next(ports, None) or real())
+        real = _servers.free_port
+        monkeypatch.setattr(_servers, "free_port", lambda: next(ports, None) or real())
         server = ServerProcess([str(model_env.artifact_dir), "--lake", "none"], tmp_path / "server.log")
         try:
             server.wait_ready()

@@ -25,7 +25,8 @@ import tritonclient.grpc as tgrpc
 from tritonclient.utils import InferenceServerException
 
 from parity.lake import LakeWriter, read_lake
-from tests.server.conftest import ModelEnv, ServerProcess, free_port, make_frame
+from tests._servers import ServerProcess, free_port
+from tests.server.conftest import ModelEnv, make_frame
 from tests.server.test_rest import tensors
 
 

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import parity
-from tests.server.conftest import ServerProcess
+from tests._servers import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.server.conftest import ModelEnv, ServerProcess
+from tests._servers import ServerProcess
+from tests.server.conftest import ModelEnv
 
 COLUMNS = (("age", "FP64"), ("income", "FP64"), ("plan", "BYTES"))
 

@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.conftest import ModelEnv, ServerProcess, shared_server_args
+from tests._servers import ServerProcess
+from tests.server.conftest import ModelEnv, shared_server_args
 
 needs_schemathesis = pytest.mark.skipif(
     importlib.util.find_spec("schemathesis") is None,

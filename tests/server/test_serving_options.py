@@ -18,7 +18,8 @@ import parity
 from parity.errors import UntrustedArtifactError
 from parity.server import DataPlane
 from parity.server._errors import ModelNotReady, status_for
-from tests.server.conftest import ModelEnv, ServerProcess, fit_pipeline
+from tests._servers import ServerProcess
+from tests.server.conftest import ModelEnv, fit_pipeline
 from tests.server.slow_step import SLOW_MARKER, slow_on_marker
 from tests.server.test_rest import _metric, tensors
 

@@ -19,8 +19,7 @@ Modules, one job each::
 
     _declare     Composition, Remote / Local / Stub targets, Split, Fallback, Endpoint
     _check       start-up validation against downstream metadata
-    _clients     OIP V2 REST (httpx; plain-HTTP infer calls through _http1), OIP gRPC and in-process clients
-    _http1       a lean keep-alive HTTP/1.1 pool for the hot path
+    _clients     OIP V2 REST (aiohttp), OIP gRPC and in-process clients
     _resilience  retry policy with jittered backoff, circuit breaker
     _engine      Runner: deadline, retries, breaker, fallback, split, shadow, the rule
     _lineage     lake records of decisions and shadows, explain, replay, skew reference

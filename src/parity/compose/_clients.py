@@ -5,27 +5,26 @@ datatypes), ``ready`` and ``infer(columns) -> Reply``. Failures are parity error
 :class:`Retryable` (a connection error or a 503: nothing says the request was wrong),
 :class:`~parity.errors.DownstreamTimeout`, :class:`~parity.errors.DownstreamRejected` (the
 downstream refused the input, a 4xx) and :class:`~parity.errors.DownstreamError` (anything else).
-Remote clients keep one connection pool per endpoint with keep-alive (httpx ``AsyncClient``, one
-gRPC channel), created on first use inside the running event loop; bearer tokens and TLS
-(a CA bundle, or ``False`` to skip verification, and an optional client certificate) are set
-per endpoint.
+Remote clients keep one connection pool per endpoint with keep-alive (an aiohttp
+``ClientSession``, one gRPC channel), created on first use inside the running event loop; bearer
+tokens and TLS (a CA bundle, or ``False`` to skip verification, and an optional client
+certificate) are set per endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from parity.codec import NUMPY_DTYPES
-from parity.compose._http1 import Http1Pool
+from parity.codec import NUMPY_DTYPES, datatype_of, decode_raw
 from parity.errors import (
+    DeclarationError,
     DownstreamError,
     DownstreamRejected,
     DownstreamTimeout,
@@ -118,6 +117,10 @@ def _flat(shape: Any, data: Any) -> Any:
     return data
 
 
+# A downstream answer larger than this is refused rather than buffered.
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+
+
 class RestClient(Client):
     """A model behind an Open Inference Protocol V2 REST server (parity, MLServer, Triton, KServe)."""
 
@@ -146,60 +149,83 @@ class RestClient(Client):
         self._meta_url = base
         self._infer_url = base + "/infer"
         self._ready_url = base + "/ready"
-        self._client: Any = None
+        self._session: Any = None
         self._headers = {"content-type": "application/json"}
         if token:
             self._headers["authorization"] = f"Bearer {token}"
-        self._fast: Http1Pool | None = None
-        parsed = urlsplit(self._infer_url)
-        if parsed.scheme == "http" and parsed.hostname and not cert:
-            # Plain HTTP infer calls take the lean keep-alive pool (see parity.compose._http1).
-            self._fast = Http1Pool(parsed.hostname, parsed.port or 80, max_idle=max_connections)
-            self._fast_path = parsed.path
 
-    async def _fast_post(self, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
-        assert self._fast is not None
+    def _ssl(self) -> ssl.SSLContext | bool:
+        """The TLS setting of this endpoint: aiohttp's default verification, none, or a context."""
+        if not self.url.startswith("https://"):
+            return True  # unused on plain HTTP
+        if self.verify is True and self.cert is None:
+            return True
+        try:
+            context = ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise self._unreadable("verify", "a readable CA bundle", exc) from None
+        if self.verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            if isinstance(self.cert, str):
+                context.load_cert_chain(self.cert)
+            elif self.cert is not None:
+                context.load_cert_chain(*self.cert)
+        except (OSError, ssl.SSLError) as exc:
+            raise self._unreadable("cert", "a readable certificate (and key)", exc) from None
+        return context
+
+    def _unreadable(self, field: str, expected: str, exc: BaseException) -> DeclarationError:
+        value = getattr(self, field)
+        message = f"{self.label}: {field} must be {expected}; {value!r} is not ({exc})"
+        return DeclarationError(message, endpoint=self.label, field=field)
+
+    def _http(self) -> Any:
+        if self._session is None:
+            try:
+                import aiohttp
+            except ModuleNotFoundError as exc:
+                raise MissingDependencyError("REST downstreams need aiohttp: pip install 'parity[compose]'") from exc
+
+            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=30.0, ssl=self._ssl())
+            # The deadline is enforced around each call (asyncio.timeout), not by the session; a
+            # model server's cookies mean nothing here, and a shared jar would carry one caller's to the next.
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def _request(
+        self, method: str, url: str, *, timeout: float, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """One HTTP exchange: (status, body); transport failures become Retryable, the deadline DownstreamTimeout."""
+        session = self._http()  # first: it names the extra when aiohttp is missing
+        import aiohttp
+
+        async def exchange() -> tuple[int, bytes]:
+            async with session.request(method, url, data=body, headers=headers) as response:
+                return response.status, await _read_bounded(response, self.label)
+
         try:
             async with asyncio.timeout(timeout):
-                return await self._fast.post(self._fast_path, body, {**self._headers, **headers})
+                try:
+                    return await exchange()
+                except aiohttp.ServerDisconnectedError:
+                    # A kept-alive connection the server had closed: once more (aiohttp retries only GETs).
+                    return await exchange()
         except TimeoutError:
             message = f"{self.label} did not answer within {timeout:.3g} s"
             raise DownstreamTimeout(message, endpoint=self.label) from None
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            raise Retryable(f"{self.label} is unreachable ({type(exc).__name__}: {exc})", endpoint=self.label) from exc
-
-    def _http(self) -> Any:
-        if self._client is None:
-            try:
-                import httpx
-            except ModuleNotFoundError as exc:
-                raise MissingDependencyError("REST downstreams need httpx: pip install 'parity[compose]'") from exc
-
-            self._client = httpx.AsyncClient(
-                verify=self.verify,
-                cert=self.cert,
-                limits=httpx.Limits(
-                    max_connections=self.max_connections,
-                    max_keepalive_connections=self.max_connections,
-                    keepalive_expiry=30.0,
-                ),
-                headers=self._headers,
-            )
-        return self._client
-
-    async def _request(self, method: str, url: str, *, timeout: float, **kw: Any) -> Any:
-        import httpx
-
-        try:
-            return await self._http().request(method, url, timeout=timeout, **kw)
-        except httpx.TimeoutException as exc:
-            raise DownstreamTimeout(f"{self.label} did not answer within {timeout:.3g} s", endpoint=self.label) from exc
-        except (httpx.TransportError, OSError) as exc:
+        except aiohttp.ClientSSLError as exc:
+            # A certificate or handshake failure does not heal on a retry.
+            raise DownstreamError(f"{self.label}: TLS failed ({exc})", endpoint=self.label) from exc
+        except (aiohttp.ClientError, OSError) as exc:
             # Connection refused or reset, server gone mid-response: nothing says the request was wrong.
             raise Retryable(f"{self.label} is unreachable ({type(exc).__name__}: {exc})", endpoint=self.label) from exc
-
-    def _check(self, response: Any) -> Any:
-        return self._checked(response.status_code, response.content)
 
     def _checked(self, status: int, content: bytes) -> Any:
         if status == 200:
@@ -220,16 +246,16 @@ class RestClient(Client):
 
     async def metadata(self, timeout: float) -> ModelMeta:
         """GET /v2/models/{name}: the live tensors."""
-        body = self._check(await self._request("GET", self._meta_url, timeout=timeout))
+        body = self._checked(*await self._request("GET", self._meta_url, timeout=timeout))
         return _meta_from_json(body, self.label)
 
     async def ready(self, timeout: float) -> bool:
         """GET /v2/models/{name}/ready is 200."""
         try:
-            response = await self._request("GET", self._ready_url, timeout=timeout)
+            status, _ = await self._request("GET", self._ready_url, timeout=timeout)
         except DownstreamError:
             return False
-        return bool(response.status_code == 200)
+        return status == 200
 
     async def infer(self, columns: Mapping[str, np.ndarray], *, timeout: float, request_id: str) -> Reply:
         """POST one JSON V2 infer request."""
@@ -237,7 +263,7 @@ class RestClient(Client):
 
         inputs = []
         for name, values in columns.items():
-            datatype = _datatype_of(values)
+            datatype = datatype_of(values)
             tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": [len(values)]}
             tensor["data"] = _json_column(values, datatype)
             if datatype == "BYTES":
@@ -249,11 +275,9 @@ class RestClient(Client):
         body = orjson.dumps(request, option=orjson.OPT_SERIALIZE_NUMPY)
         # The remaining deadline travels with the call, so a parity downstream can give up when the caller has.
         headers = {"x-request-id": request_id, "x-parity-timeout-ms": str(max(1, int(timeout * 1000)))}
-        if self._fast is not None:
-            payload = self._checked(*await self._fast_post(body, headers, timeout))
-        else:
-            response = await self._request("POST", self._infer_url, timeout=timeout, content=body, headers=headers)
-            payload = self._check(response)
+        payload = self._checked(
+            *await self._request("POST", self._infer_url, timeout=timeout, body=body, headers=headers)
+        )
         outputs = {}
         for out in payload.get("outputs", ()):
             name = str(out.get("name"))
@@ -262,12 +286,26 @@ class RestClient(Client):
         return Reply(outputs, str(payload.get("model_version") or ""))
 
     async def aclose(self) -> None:
-        """Close the connection pools."""
-        if self._fast is not None:
-            await self._fast.aclose()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def _read_bounded(response: Any, label: str) -> bytes:
+    """The whole response body, refusing one over MAX_RESPONSE_BYTES (declared or streamed)."""
+    length = response.content_length
+    if length is not None:
+        if length > MAX_RESPONSE_BYTES:
+            raise DownstreamError(f"{label}: response of {length} bytes exceeds {MAX_RESPONSE_BYTES}", endpoint=label)
+        return bytes(await response.read())
+    chunks, total = [], 0
+    async for chunk in response.content.iter_any():
+        total += len(chunk)
+        if total > MAX_RESPONSE_BYTES:
+            raise DownstreamError(f"{label}: response exceeds {MAX_RESPONSE_BYTES} bytes", endpoint=label)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error_text(content: bytes) -> str:
@@ -294,23 +332,7 @@ def _meta_from_json(body: Any, label: str) -> ModelMeta:
         raise DownstreamError(f"{label}: model metadata is not OIP V2 ({exc})", endpoint=label) from exc
 
 
-def _datatype_of(values: np.ndarray) -> str:
-    kind = values.dtype
-    if kind == np.float64:
-        return "FP64"
-    if kind == np.float32:
-        return "FP32"
-    if kind == np.int64:
-        return "INT64"
-    if kind == np.int32:
-        return "INT32"
-    if kind == np.bool_:
-        return "BOOL"
-    return "BYTES"
-
-
 _TEXT = {"content_type": "str"}
-_RAW = {"FP64": "<f8", "FP32": "<f4", "INT64": "<i8", "INT32": "<i4", "BOOL": "?"}
 # gRPC codes that mean "the request was wrong" (the 4xx family); UNAVAILABLE is the retryable 503.
 _REJECTED = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "OUT_OF_RANGE", "RESOURCE_EXHAUSTED",
              "UNAUTHENTICATED", "PERMISSION_DENIED", "ALREADY_EXISTS"}  # fmt: skip
@@ -411,7 +433,7 @@ class GrpcClient(Client):
 
         request = pb.ModelInferRequest(model_name=self.model, model_version=self.version, id=request_id)
         for name, values in columns.items():
-            datatype = _datatype_of(values)
+            datatype = datatype_of(values)
             tensor = request.inputs.add(name=name, datatype=datatype, shape=[len(values)])
             field = getattr(tensor.contents, CONTENTS_FIELD[datatype])
             if datatype == "BYTES":
@@ -422,7 +444,8 @@ class GrpcClient(Client):
         outputs: dict[str, np.ndarray] = {}
         for i, tensor in enumerate(reply.outputs):
             if reply.raw_output_contents:
-                outputs[tensor.name] = _from_raw(reply.raw_output_contents[i], tensor.datatype)
+                raw = reply.raw_output_contents[i]
+                outputs[tensor.name] = _from_raw(raw, tensor.datatype, list(tensor.shape), tensor.name, self.label)
             else:
                 items = list(getattr(tensor.contents, CONTENTS_FIELD.get(tensor.datatype, "bytes_contents")))
                 outputs[tensor.name] = _array(items, tensor.datatype, tensor.name, self.label)
@@ -435,16 +458,17 @@ class GrpcClient(Client):
             self._channel = self._stub = None
 
 
-def _from_raw(raw: bytes, datatype: str) -> np.ndarray:
-    """Decode one raw output tensor (little-endian; BYTES as 4-byte length-prefixed items)."""
-    if datatype != "BYTES":
-        return np.frombuffer(raw, dtype=_RAW[datatype]).astype(NUMPY_DTYPES[datatype])
-    items, pos = [], 0
-    while pos < len(raw):
-        (n,) = struct.unpack_from("<I", raw, pos)
-        items.append(raw[pos + 4 : pos + 4 + n].decode())
-        pos += 4 + n
-    return np.array(items, dtype=object)
+def _from_raw(raw: bytes, datatype: str, shape: list[int], name: str, label: str) -> np.ndarray:
+    """One raw output tensor (gRPC ``raw_output_contents``) as a typed, writable array."""
+    if datatype not in NUMPY_DTYPES:
+        raise DownstreamError(f"{label}: output {name!r} has unsupported datatype {datatype!r}", endpoint=label)
+    try:
+        values = decode_raw(name, datatype, raw, int(np.prod(shape)), kind="output")
+    except SchemaError as exc:
+        raise DownstreamError(f"{label} answered a malformed tensor: {exc}", endpoint=label) from None
+    if isinstance(values, list):
+        return np.array(values, dtype=object)
+    return values.astype(NUMPY_DTYPES[datatype])  # a copy in memory order: the rules may write to it
 
 
 class LocalClient(Client):

@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parity._format import REFERENCE_FORMAT
-from parity.codec import encode_columns
-from parity.compose._clients import _datatype_of
+from parity.codec import datatype_of, encode_columns
 from parity.errors import CompositionError
 from parity.lake import LINEAGE_PREFIX, OUTPUT_PREFIX, lake_column_name, read_lake
 from parity.schema import MISSING_STRING, ColumnSpec, OutputSpec, Signature
@@ -81,7 +80,7 @@ class LineageLog:
                 names = list(ep.reads) if ep.reads is not None else list(meta.outputs)
                 out[name] = {o: meta.outputs[o] for o in names if o in meta.outputs}
             elif name in decision.calls:
-                out[name] = {o: _datatype_of(v) for o, v in decision.calls[name].outputs.items()}
+                out[name] = {o: datatype_of(v) for o, v in decision.calls[name].outputs.items()}
             else:
                 return {}  # a stub not yet seen: its types are unknown until it answers
         return out
@@ -146,11 +145,11 @@ class LineageLog:
         sig = self._shadow_sigs.get(endpoint)
         meta = self.runner.targets[endpoint]["shadow"].meta
         if sig is None:
-            outs = meta.outputs if meta is not None else {o: _datatype_of(v) for o, v in call.outputs.items()}
+            outs = meta.outputs if meta is not None else {o: datatype_of(v) for o, v in call.outputs.items()}
             if not outs:
                 return
-            cols = [ColumnSpec(k, _datatype_of(v), True) for k, v in columns.items()]  # type: ignore[arg-type]
-            cols += [ColumnSpec(f"primary.{o}", _datatype_of(v), True) for o, v in primary.items()]  # type: ignore[arg-type]
+            cols = [ColumnSpec(k, datatype_of(v), True) for k, v in columns.items()]
+            cols += [ColumnSpec(f"primary.{o}", datatype_of(v), True) for o, v in primary.items()]
             cols += [
                 ColumnSpec(f"{LINEAGE_PREFIX}shadow.version", "BYTES", True),
                 ColumnSpec(f"{LINEAGE_PREFIX}shadow.error", "BYTES", True),

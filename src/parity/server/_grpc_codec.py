@@ -5,7 +5,7 @@ either typed (``InferTensorContents``: ``fp64_contents`` for FP64, ``fp32_conten
 ``int64_contents`` for INT64, ``int_contents`` for INT32, ``bool_contents`` for BOOL,
 ``bytes_contents`` (UTF-8) for BYTES) or raw (``raw_input_contents``, one entry per input in the
 order of ``inputs``: little-endian values; BYTES as a 4-byte little-endian length + the bytes per
-element, as in :func:`parity.server._tensors.decode_raw`). gRPC has no null: an FP64 NaN is a
+element, as in :func:`parity.codec.decode_raw`). gRPC has no null: an FP64 NaN is a
 missing number, and a missing string travels as :data:`parity.schema.MISSING_STRING`.
 
 A request with raw inputs is answered with ``raw_output_contents`` (tritonclient sends and reads
@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from parity.codec import WIRE_DTYPES
+from parity.codec import WIRE_DTYPES, decode_raw, encode_raw
 from parity.errors import SchemaError
 from parity.proto import CONTENTS_FIELD
 from parity.schema import Signature
 from parity.server._errors import BadRequest
-from parity.server._tensors import check_tensor, decode_raw, encode_raw
+from parity.server._tensors import check_tensor
 from parity.server.proto import open_inference_grpc_pb2 as pb
 
 __all__ = ["CONTENTS_FIELD", "DecodedInfer", "decode_infer_request", "encode_infer_response"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import parity
+from parity.schema import DATATYPES
 
 __all__ = ["openapi_document"]
 
@@ -74,7 +75,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "name": {"type": "string"},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string", "enum": ["BOOL", "INT32", "INT64", "FP32", "FP64", "BYTES"]},
+            "datatype": {"type": "string", "enum": list(DATATYPES)},
             "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
             "data": {"type": "array", "items": {}},
         },

@@ -7,13 +7,13 @@ tensor data extension, as raw bytes after the JSON header (``parameters.binary_d
 little-endian fixed-width values, and BYTES elements as a 4-byte little-endian length followed
 by the UTF-8 bytes. Binary BYTES cannot say null: send the element
 :data:`parity.schema.MISSING_STRING` (U+E000) for a missing value, or use JSON. The gRPC
-``raw_input_contents`` use the same byte layout, so :func:`decode_raw` serves both adapters.
+``raw_input_contents`` use the same byte layout, so :func:`parity.codec.decode_raw` serves both
+adapters (and the composition's gRPC client).
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from parity.codec import OIP_DATATYPES, WIRE_DTYPES
+from parity.codec import OIP_DATATYPES, decode_raw, encode_raw
 from parity.errors import SchemaError
 from parity.schema import ColumnSpec, Signature
 from parity.server._checks import echo
@@ -30,14 +30,10 @@ from parity.server._errors import BadRequest
 __all__ = [
     "InferRequest",
     "check_tensor",
-    "decode_raw",
     "encode_outputs",
-    "encode_raw",
     "loads_json",
     "parse_infer_request",
 ]
-
-_LEN = struct.Struct("<I")
 
 
 @dataclass
@@ -52,57 +48,6 @@ class InferRequest:
     """Default of ``binary_data`` for outputs not listed (``parameters.binary_data_output``)."""
     timeout_s: float | None = None
     """The client's deadline (``parameters.timeout``, microseconds as in Triton), in seconds."""
-
-
-def decode_raw(name: str, datatype: str, raw: bytes | memoryview, count: int) -> np.ndarray | list[str]:
-    """Decode ``count`` elements of one tensor from raw little-endian bytes (binary extension / gRPC)."""
-    if datatype == "BYTES":
-        items: list[str] = []
-        pos, end = 0, len(raw)
-        while pos < end:
-            if pos + 4 > end:
-                raise BadRequest(f"input {name!r}: truncated BYTES element length at byte {pos}", column=name)
-            (length,) = _LEN.unpack_from(raw, pos)
-            pos += 4
-            if pos + length > end:
-                raise BadRequest(
-                    f"input {name!r}: BYTES element {len(items)} declares {length} bytes but only {end - pos} remain",
-                    column=name,
-                )
-            try:
-                items.append(bytes(raw[pos : pos + length]).decode("utf-8"))
-            except UnicodeDecodeError:
-                raise BadRequest(
-                    f"input {name!r}: BYTES element {len(items)} is not valid UTF-8", column=name
-                ) from None
-            pos += length
-        if len(items) != count:
-            raise BadRequest(
-                f"input {name!r}: binary data holds {len(items)} BYTES elements; shape says {count}", column=name
-            )
-        return items
-    dtype = WIRE_DTYPES.get(datatype)
-    if dtype is None:
-        raise BadRequest(f"input {name!r}: datatype {datatype} cannot be sent as binary data", column=name)
-    if len(raw) != count * dtype.itemsize:
-        raise BadRequest(
-            f"input {name!r}: binary_data_size is {len(raw)} bytes but {count} {datatype} values need "
-            f"{count * dtype.itemsize}",
-            column=name,
-        )
-    return np.frombuffer(raw, dtype=dtype)
-
-
-def encode_raw(values: np.ndarray, datatype: str) -> bytes:
-    """Raw little-endian bytes of one output tensor (BYTES: 4-byte length + UTF-8 per element)."""
-    if datatype == "BYTES":
-        parts: list[bytes] = []
-        for v in values.tolist():
-            b = v.encode("utf-8") if isinstance(v, str) else bytes(v)
-            parts.append(_LEN.pack(len(b)))
-            parts.append(b)
-        return b"".join(parts)
-    return np.ascontiguousarray(values, dtype=WIRE_DTYPES[datatype]).tobytes()
 
 
 def _shape(name: str, shape: Any) -> int:
