@@ -91,6 +91,30 @@ def model_env(tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
     return ModelEnv(artifact, frame, root / "home", artifact_dir, pipeline)
 
 
+@pytest.fixture(scope="session")
+def slow_dir(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A non-portable artifact "slow": a custom step before the usual pipeline (needs --trusted).
+
+    A batch holding :data:`~tests.server.slow_step.SLOW_MARKER` as an income takes ``SLOW_SECONDS``.
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tests.server.slow_step import slow_on_marker
+
+    fitted = fit_pipeline(model_env.frame)
+    pipe = Pipeline([("slow", FunctionTransformer(slow_on_marker)), ("model", fitted)])
+    art = parity.package(pipe, model_env.frame, name="slow")
+    assert not art.portable
+    return art.save(tmp_path_factory.mktemp("slow") / "slow")
+
+
+def trusted_env() -> dict[str, str]:
+    """Server environment for :func:`slow_dir`: the server unpickles tests.server.slow_step."""
+    root = Path(__file__).resolve().parents[2]
+    return {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+
+
 def free_port() -> int:
     """A TCP port free right now on 127.0.0.1 (another process may take it first: see ServerProcess)."""
     with socket.socket() as s:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -183,6 +184,7 @@ class RestHandlers:
             timeout_s=req.timeout_s,
         )  # fmt: skip
         request.state.rows = len(next(iter(result.outputs.values()), ()))
+        request.state.labels = (result.model_name, result.model_version)
         requested = req.outputs or [(o, req.binary_output) for o in result.outputs]
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
@@ -216,6 +218,7 @@ class RestHandlers:
         rid = request_id_var.get() or new_request_id()
         result = await self.dp.infer(name, None, columns, request_id=rid, protocol="v1", arrival=request.state.arrival)
         request.state.rows = len(next(iter(result.outputs.values()), ()))
+        request.state.labels = (result.model_name, result.model_version)
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
         body: dict[str, Any] = {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]}
@@ -321,7 +324,8 @@ def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: D
     """Wrap a handler: request id, Host and content-type checks, bearer token, timeout, errors as JSON.
 
     With a ``dataplane``: inference routes count every answer (refusals included) with its latency
-    from arrival, and answers during the SIGTERM drain carry ``Connection: close``.
+    from arrival until it was written (:func:`_answered`), and answers during the SIGTERM drain
+    carry ``Connection: close``.
     """
     token = settings.token
     protocol = route.protocol if dataplane is not None else None
@@ -359,21 +363,30 @@ def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: D
         except Exception as exc:
             response = _error(exc)
             _log_failure(request, response.status_code, exc)
-            if protocol is not None and dataplane is not None:
-                name = request.path_params.get("name", "")
-                dataplane.record_error(name, protocol, exc, time.perf_counter() - arrival)
         response.headers["x-request-id"] = rid
         if dataplane is not None and dataplane.draining:
             response.headers["connection"] = "close"  # clients reconnect elsewhere during the drain
-        if log_requests:
-            p = request.path_params
-            log_request(
-                p.get("name"), p.get("version"), protocol or "", response.status_code,
-                time.perf_counter() - arrival, getattr(request.state, "rows", None),
-            )  # fmt: skip
+        if protocol is not None and dataplane is not None:
+            # Starlette runs a response's background task once its last body chunk went to the
+            # transport: the latency then covers encoding and writing the answer, as a client sees it.
+            response.background = BackgroundTask(
+                _answered, dataplane, request, protocol, response.status_code, arrival, log_requests
+            )
         return response
 
     return wrapper
+
+
+async def _answered(
+    dataplane: DataPlane, request: Request, protocol: str, status: int, arrival: float, log_requests: bool
+) -> None:
+    """Count an inference answer that was just written (and log it with ``--log-requests``): once per request."""
+    seconds = time.perf_counter() - arrival
+    p = request.path_params
+    name, version = p.get("name", ""), p.get("version")
+    dataplane.record_answer(name, version, protocol, status, seconds, getattr(request.state, "labels", None))
+    if log_requests:
+        log_request(name, version, protocol, status, seconds, getattr(request.state, "rows", None))
 
 
 def build_rest_app(
