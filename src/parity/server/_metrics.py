@@ -5,12 +5,11 @@ server does not serve, so clients cannot blow up label cardinality), ``version``
 (``v2`` for OIP REST, ``v1`` for KServe V1, ``grpc``) and ``code``: the HTTP status of the
 answer on every protocol (a gRPC status maps to the HTTP code of the same error class, OK is 200),
 so one query covers all protocols. Every answered inference request is counted, refusals (401,
-413, 503) and deadlines (504) included, once, by its protocol adapter after the answer was
-written (REST: its last body chunk went to the socket; gRPC: the response message was built).
+413, 503) and deadlines (504) included, once, by its protocol adapter when the answer is out
+(REST: as its last body chunk is handed to the socket; gRPC: once the response message is built).
 Latency (by code as well) runs from the request's arrival (REST: its first parsed byte) to that
 point; successful requests are also split into queue time (waiting for a batch) and compute time
-(the model run). With
-``--workers N`` each worker writes its samples to ``$PROMETHEUS_MULTIPROC_DIR`` and a scrape of
+(the model run). With ``--workers N`` each worker writes its samples to ``$PROMETHEUS_MULTIPROC_DIR`` and a scrape of
 any worker returns the sum over all of them (prometheus_client's multiprocess mode).
 """
 
