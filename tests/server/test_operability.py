@@ -280,6 +280,7 @@ def test_workers_metrics_are_summed_over_workers(
         text = c.get("/metrics", headers=auth).text
     assert len(pids) == 2, "both workers answered"
     assert _metric_sum(text, "parity_requests_total", code="200") == n
+    assert _metric_sum(text, "parity_request_latency_seconds_count", code="200") == n  # histograms sum too
     assert _metric_sum(text, "parity_rows_predicted_total") == 3 * n
     # The token reaches the workers through a file, never their environment or command line.
     children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
