@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,30 @@ def model_env(tmp_path_factory: pytest.TempPathFactory) -> ModelEnv:
     version = registry.push(artifact_dir)
     registry.set_alias("churn", "production", version.version)
     return ModelEnv(artifact, frame, root / "home", artifact_dir, pipeline)
+
+
+@pytest.fixture(scope="session")
+def slow_dir(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A non-portable artifact "slow": a custom step before the usual pipeline (needs --trusted).
+
+    A batch holding :data:`~tests.server.slow_step.SLOW_MARKER` as an income takes ``SLOW_SECONDS``.
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tests.server.slow_step import slow_on_marker
+
+    fitted = fit_pipeline(model_env.frame)
+    pipe = Pipeline([("slow", FunctionTransformer(slow_on_marker)), ("model", fitted)])
+    art = parity.package(pipe, model_env.frame, name="slow")
+    assert not art.portable
+    return art.save(tmp_path_factory.mktemp("slow") / "slow")
+
+
+def trusted_env() -> dict[str, str]:
+    """Server environment for :func:`slow_dir`: the server unpickles tests.server.slow_step."""
+    root = Path(__file__).resolve().parents[2]
+    return {"PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
         "plan": [None if p is None else p for p in rows["plan"]],
     }
     want = model_env.artifact.predict(rows)
+    result_labels: dict[str, tuple[str, str]] = {}
 
     async def main() -> None:
         assert not dp.ready()
@@ -36,6 +37,7 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
         assert [i["shape"] for i in meta["inputs"]] == [[-1]] * 3
         assert dp.model_ready("churn") and dp.model_ready("churn", "1") and dp.model_ready("churn", 1)
         result = await dp.infer("churn", None, columns, request_id="r1", protocol="grpc")
+        result_labels["r1"] = (result.model_name, result.model_version)
         assert isinstance(result, InferResult)
         assert (result.model_name, result.model_version, result.request_id) == ("churn", "1", "r1")
         assert list(result.outputs) == ["label", "probability"]
@@ -65,11 +67,23 @@ def test_dataplane_api(model_env: ModelEnv, tmp_path: Path) -> None:
     lake.close()
     table = read_lake(tmp_path / "lake")
     assert table.num_rows == 4 and table.column("request_id").to_pylist() == ["r1"] * 4
+    # infer() leaves counting to the adapter, which calls record_answer once the answer is written.
+    text = dp.metrics.render().decode()
+    assert "parity_requests_total{" not in text
+    assert 'parity_request_compute_seconds_count{model="churn",version="1"} 1.0' in text
+    dp.record_answer("churn", None, "grpc", 200, 0.25, result_labels["r1"])
+    dp.record_answer("churn", "1", "grpc", 400, 0.5)
+    for name, version in (("nope", None), ("churn", "2"), ("churn", "x")):
+        dp.record_answer(name, version, "v2", 404, None)
     text = dp.metrics.render().decode()
     assert 'parity_requests_total{code="200",model="churn",protocol="grpc",version="1"} 1.0' in text
-    assert 'parity_request_errors_total{code="400",model="churn",protocol="grpc",version="1"}' in text
+    assert 'parity_request_errors_total{code="200"' not in text
+    assert 'parity_request_errors_total{code="400",model="churn",protocol="grpc",version="1"} 1.0' in text
     assert 'parity_request_errors_total{code="404",model="_unknown",protocol="v2",version=""} 1.0' in text
     assert 'parity_request_errors_total{code="404",model="churn",protocol="v2",version=""} 2.0' in text
+    assert 'parity_request_latency_seconds_sum{code="400",model="churn",protocol="grpc",version="1"} 0.5' in text
+    # Answers recorded without a duration are counted, not timed.
+    assert 'parity_request_latency_seconds_count{code="404",model="churn",protocol="v2",version=""} 0.0' in text
 
 
 def test_repository_slots_are_matched_on_the_ref_and_capped(

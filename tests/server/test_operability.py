@@ -61,6 +61,19 @@ def _metric_sum(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def _scrape(url: str, total: float, **labels: str) -> str:
+    """``url``'s metrics once ``parity_requests_total`` matching ``labels`` reaches ``total``.
+
+    REST counts an answer just after writing it: the client may read it a moment before.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(url, timeout=10).text
+        if _metric_sum(text, "parity_requests_total", **labels) >= total or time.monotonic() > deadline:
+            return text
+        time.sleep(0.01)  # polling interval of a wait on a condition, not a synchronising sleep
+
+
 async def _load(
     url: str,
     body: dict[str, Any],
@@ -230,8 +243,8 @@ def test_admission_deadlines_admin_port_and_honest_metrics(
     asyncio.run(run())
     assert probes == [200] * 4
     assert {"200", "401", "503", "504"} <= set(client_latency), client_latency.keys()
+    text = _scrape(admin + "/metrics", sum(len(v) for v in client_latency.values()), protocol="v2")
     with httpx.Client(timeout=5) as c:
-        text = c.get(admin + "/metrics").text
         ready = c.get(admin + "/v2/health/ready").json()
         assert c.post(server.url + "/v2/repository/models/churn/unload", headers=auth).status_code == 404  # off
     for code, seen in client_latency.items():
@@ -268,6 +281,7 @@ def test_workers_metrics_are_summed_over_workers(
         text = c.get("/metrics", headers=auth).text
     assert len(pids) == 2, "both workers answered"
     assert _metric_sum(text, "parity_requests_total", code="200") == n
+    assert _metric_sum(text, "parity_request_latency_seconds_count", code="200") == n  # histograms sum too
     assert _metric_sum(text, "parity_rows_predicted_total") == 3 * n
     # The token reaches the workers through a file, never their environment or command line.
     children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()

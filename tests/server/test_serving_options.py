@@ -4,41 +4,21 @@ a model that is not ready (503), and --max-batch-size / --max-batch-delay-ms."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 
 import parity
 from parity.errors import UntrustedArtifactError
 from parity.server import DataPlane
 from parity.server._errors import ModelNotReady, status_for
 from tests._servers import ServerProcess
-from tests.server.conftest import ModelEnv, fit_pipeline
-from tests.server.slow_step import SLOW_MARKER, slow_on_marker
+from tests.server.conftest import ModelEnv, trusted_env
+from tests.server.slow_step import SLOW_MARKER
 from tests.server.test_rest import _metric, tensors
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def slow_dir(model_env: ModelEnv, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A non-portable artifact "slow": a custom step before the usual pipeline (needs --trusted)."""
-    fitted = fit_pipeline(model_env.frame)
-    pipe = Pipeline([("slow", FunctionTransformer(slow_on_marker)), ("model", fitted)])
-    art = parity.package(pipe, model_env.frame, name="slow")
-    assert not art.portable
-    return art.save(tmp_path_factory.mktemp("slow") / "slow")
-
-
-def _env() -> dict[str, str]:
-    # The server unpickles tests.server.slow_step: make it importable.
-    return {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
 def _infer(client: httpx.Client, model: str, rows: Any) -> httpx.Response:
@@ -53,7 +33,7 @@ def _outputs(response: httpx.Response) -> dict[str, list[Any]]:
 def test_untrusted_artifact_is_refused_without_trusted(
     start_server: type[ServerProcess], model_env: ModelEnv, slow_dir: Path
 ) -> None:
-    server = start_server([str(model_env.artifact_dir), str(slow_dir), "--lake", "none"], env=_env())
+    server = start_server([str(model_env.artifact_dir), str(slow_dir), "--lake", "none"], env=trusted_env())
     assert server.proc.wait(120) != 0
     assert "--trusted" in server.log() or "trusted=True" in server.log(), server.log()
 
@@ -63,7 +43,7 @@ def test_two_models_trusted_and_the_inference_timeout(
 ) -> None:
     server = start_server(
         [str(model_env.artifact_dir), str(slow_dir), "--lake", "none", "--trusted", "--request-timeout", "3"],
-        env=_env(),
+        env=trusted_env(),
     )
     server.wait_ready()
     rows = model_env.frame.head(8)

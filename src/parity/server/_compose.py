@@ -12,7 +12,6 @@ fallbacks, routes and shadow calls.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -25,8 +24,8 @@ from parity.compose import Composition, Runner
 from parity.compose._resilience import BREAKER_STATES
 from parity.lake import LakeWriter
 from parity.server._config import ServerConfig
-from parity.server._dataplane import EXTENSIONS, DataPlane, InferResult, count_once, validate_columns
-from parity.server._errors import BadRequest, ModelNotFound, ModelNotReady, status_for
+from parity.server._dataplane import EXTENSIONS, DataPlane, InferResult, validate_columns
+from parity.server._errors import BadRequest, ModelNotFound, ModelNotReady
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle
 
@@ -195,13 +194,9 @@ class CompositionPlane(DataPlane):
         """Compositions are declared in code, not unloaded."""
         raise BadRequest("a composition cannot be loaded or unloaded; restart `parity compose serve`")
 
-    def record_error(self, name: str, protocol: str, exc: BaseException, seconds: float | None = None) -> None:
-        """Count a request that failed in an adapter (or in :meth:`infer`), once."""
-        if not count_once(exc):
-            return
-        known = name == self.composition.name
-        model, version = (name, self._handle.version_str) if known else (UNKNOWN_MODEL, "")
-        self.metrics.record(model, version, protocol, str(status_for(exc).http), seconds, ok=False)
+    def metric_labels(self, name: str, version: str | int | None) -> tuple[str, str]:
+        """The composition's labels for its own name; one shared label for any other."""
+        return (name, self._handle.version_str) if name == self.composition.name else (UNKNOWN_MODEL, "")
 
     async def infer(
         self,
@@ -216,23 +211,15 @@ class CompositionPlane(DataPlane):
     ) -> InferResult:
         """Validate the inputs, run the composition, return its decision with routes and fallbacks."""
         start = time.perf_counter() if arrival is None else arrival
-        label_version = self._handle.version_str
-        try:
-            handle = self.handle(name, version)
-            if self._stopping or not self._started:
-                raise ModelNotReady(f"composition {name!r} is not ready")
-            encoded = validate_columns(handle, columns)
-            left = None if timeout_s is None else timeout_s - (time.perf_counter() - start)
-            decision = await self.runner.execute(encoded, request_id, left)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self.record_error(name, protocol, exc, time.perf_counter() - start)
-            raise
-        self.metrics.record(name, label_version, protocol, "200", time.perf_counter() - start, ok=True)
+        handle = self.handle(name, version)
+        if self._stopping or not self._started:
+            raise ModelNotReady(f"composition {name!r} is not ready")
+        encoded = validate_columns(handle, columns)
+        left = None if timeout_s is None else timeout_s - (time.perf_counter() - start)
+        decision = await self.runner.execute(encoded, request_id, left)
         return InferResult(
             name,
-            label_version,
+            self._handle.version_str,
             decision.outputs,
             request_id,
             {o.name: o.datatype for o in self.composition.signature.outputs},

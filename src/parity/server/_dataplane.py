@@ -5,20 +5,23 @@ Every adapter calls these methods (names and signatures are a contract with the 
 * ``live()``, ``ready()``, ``server_metadata()``
 * ``model_metadata(name, version=None)``, ``model_ready(name, version=None)``
 * ``await infer(name, version, columns, *, request_id, protocol) -> InferResult``
+* ``record_answer(name, version, protocol, status, seconds, labels=None)``
 * ``await load(name)``, ``await unload(name)``, ``repository_index()``
 
 ``version`` is a string (``""`` and None both mean "the default version"). Errors are parity
 exceptions; adapters turn them into transport codes with :func:`parity.server._errors.status_for`.
 ``infer`` validates with :func:`parity.codec.encode_columns` (a missing, unknown or mistyped input
 raises :class:`~parity.errors.SchemaError` naming it), batches through the model's
-:class:`~parity.server._batching.Batcher`, counts metrics and queues the rows for the lake.
-Outputs are numpy arrays in the signature's types (BYTES as object arrays of ``str``).
+:class:`~parity.server._batching.Batcher`, records the queue/compute split and queues the rows
+for the lake. Outputs are numpy arrays in the signature's types (BYTES as object arrays of ``str``).
+Requests are counted, and their latency observed, by the adapter once its answer is written: one
+``record_answer`` call per request, so encoding and sending the answer are in the latency, and
+refusals before ``infer`` (token, overload, bad body) are counted the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -36,11 +39,11 @@ from parity.registry import Registry
 from parity.server import _tracing as tracing
 from parity.server._batching import Batcher
 from parity.server._config import ServerConfig
-from parity.server._errors import ModelNotFound, ModelNotReady, Overloaded, RequestTimeout, status_for
+from parity.server._errors import ModelNotReady, Overloaded, RequestTimeout
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle, ModelRepository
 
-__all__ = ["EXTENSIONS", "DataPlane", "InferResult", "count_once", "validate_columns"]
+__all__ = ["EXTENSIONS", "DataPlane", "InferResult", "validate_columns"]
 
 log = logging.getLogger("parity.server")
 
@@ -254,16 +257,17 @@ class DataPlane:
     ) -> InferResult:
         """Validate ``columns`` (input name -> list or array), run the model batched, log it, return typed outputs.
 
-        ``arrival`` (``time.perf_counter()`` when the request arrived) starts the latency and the
-        deadline: ``request_timeout_s`` or the client's ``timeout_s`` if shorter, queueing included.
+        ``arrival`` (``time.perf_counter()`` when the request arrived) starts the deadline
+        (``request_timeout_s`` or the client's ``timeout_s`` if shorter, queueing included) and the
+        queue-time metric. The request itself is counted by the caller: :meth:`record_answer`.
         """
         if not tracing.ENABLED:
-            return await self._infer(name, version, columns, request_id, protocol, arrival, timeout_s)
+            return await self._infer(name, version, columns, request_id, arrival, timeout_s)
         called = time.perf_counter()
         with tracing.span("parity.infer", start=arrival, model=name, protocol=protocol, request_id=request_id):
             if arrival is not None:
                 tracing.record_span("parity.decode", arrival, called)
-            return await self._infer(name, version, columns, request_id, protocol, arrival, timeout_s)
+            return await self._infer(name, version, columns, request_id, arrival, timeout_s)
 
     async def _infer(
         self,
@@ -271,19 +275,16 @@ class DataPlane:
         version: str | int | None,
         columns: Mapping[str, Any],
         request_id: str,
-        protocol: str,
         arrival: float | None,
         timeout_s: float | None,
     ) -> InferResult:
         start = time.perf_counter() if arrival is None else arrival
         budget = self.request_timeout_s if timeout_s is None else min(self.request_timeout_s, max(0.0, timeout_s))
-        label_model, label_version = UNKNOWN_MODEL, ""
         handle: ModelHandle | None = None
         admitted = False
         timing: dict[str, float] = {}
         try:
             handle = self.repository.get(name, version)
-            label_model, label_version = handle.name, handle.version_str
             if not handle.ready:
                 raise ModelNotReady(f"model {name!r} version {handle.version_str} is not ready")
             if self._inflight.get(handle, 0) >= self.max_inflight:
@@ -334,18 +335,6 @@ class DataPlane:
                 finally:
                     if tracing.ENABLED:
                         tracing.record_span("parity.lake", lake_start, time.perf_counter(), overflow=lake.overflow)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            count_once(exc)
-            if isinstance(exc, ModelNotFound):
-                # A known model with an unknown version keeps its name; unknown names share one label.
-                label_model = name if name in self.repository.names() else UNKNOWN_MODEL
-                label_version = ""
-            self.metrics.record(
-                label_model, label_version, protocol, str(status_for(exc).http), time.perf_counter() - start, ok=False
-            )
-            raise
         finally:
             if admitted and handle is not None:
                 left_in_flight = self._inflight[handle] - 1
@@ -353,8 +342,6 @@ class DataPlane:
                     self._inflight[handle] = left_in_flight
                 else:
                     del self._inflight[handle]
-        end = time.perf_counter()
-        self.metrics.record(handle.name, handle.version_str, protocol, "200", end - start, ok=True)
         if "start" in timing:
             self.metrics.observe_split(
                 handle.name, handle.version_str, timing["start"] - start, timing["end"] - timing["start"]
@@ -363,16 +350,32 @@ class DataPlane:
             handle.name, handle.version_str, outputs, request_id, {o.name: o.datatype for o in handle.signature.outputs}
         )
 
-    def record_error(self, name: str, protocol: str, exc: BaseException, seconds: float | None = None) -> None:
-        """Count a request that failed in an adapter (bad JSON, token, overload), unless :meth:`infer` did."""
-        if not count_once(exc):
-            return
+    def record_answer(
+        self,
+        name: str,
+        version: str | int | None,
+        protocol: str,
+        status: int,
+        seconds: float | None,
+        labels: tuple[str, str] | None = None,
+    ) -> None:
+        """Count one answered inference request; its adapter calls this once, after writing the answer.
+
+        ``seconds`` runs from arrival to the answer; ``labels`` (model, version) are those of the
+        :class:`InferResult` when there was one, else derived from the requested ``name``/``version``.
+        """
+        model, model_version = labels if labels is not None else self.metric_labels(name, version)
+        self.metrics.record(model, model_version, protocol, str(status), seconds, ok=status < 400)
+
+    def metric_labels(self, name: str, version: str | int | None) -> tuple[str, str]:
+        """The ``model``/``version`` labels of a request for ``name``/``version`` that has no result."""
         try:
-            handle: ModelHandle | None = self.repository.get(name)
-        except ModelNotFound:
-            handle = None
-        model, version = (handle.name, handle.version_str) if handle else (UNKNOWN_MODEL, "")
-        self.metrics.record(model, version, protocol, str(status_for(exc).http), seconds, ok=False)
+            handle = self.repository.get(name, version)
+        except ParityError:
+            # A known model with an unknown version keeps its name; unknown names share one label,
+            # so clients cannot blow up the label cardinality.
+            return (name if name in self.repository.names() else UNKNOWN_MODEL), ""
+        return handle.name, handle.version_str
 
     # ------------------------------------------------------------------ repository extension
 
@@ -389,21 +392,6 @@ class DataPlane:
     def repository_index(self) -> list[dict[str, Any]]:
         """Every known model with ``name``, ``version``, ``state`` (READY/UNAVAILABLE) and ``reason``."""
         return self.repository.index()
-
-
-_COUNTED = "_parity_counted"
-
-
-def count_once(exc: BaseException) -> bool:
-    """True the first time ``exc`` is seen, then flag it: a failure is in the metrics once.
-
-    The adapter sees an exception again on its way out of :meth:`DataPlane.infer`.
-    """
-    if getattr(exc, _COUNTED, False):
-        return False
-    with contextlib.suppress(AttributeError):  # a type without a __dict__: at worst counted twice
-        setattr(exc, _COUNTED, True)
-    return True
 
 
 def validate_columns(

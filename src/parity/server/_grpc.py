@@ -69,6 +69,7 @@ log = logging.getLogger("parity.server")
 SERVICE_NAME = "inference.GRPCInferenceService"
 _HEALTH_SERVICE = "grpc.health.v1.Health"
 _HEALTH_PREFIX = f"/{_HEALTH_SERVICE}/"
+_INFER_METHOD = f"/{SERVICE_NAME}/ModelInfer"
 HEALTH_WATCH_INTERVAL_S = 1.0
 """How often a health Watch stream re-reads readiness (readiness has no change events)."""
 MAX_WATCHES = 32
@@ -168,44 +169,43 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         """Decode the tensors (in this thread), run the model through the DataPlane (on the loop), encode."""
         arrival = time.perf_counter()
-        status, rows = "OK", None
+        status, code, rows = "OK", 200, None
+        labels: tuple[str, str] | None = None
         try:
-            response = self._infer(request, context, arrival)
+            response, labels = self._infer(request, context, arrival)
             rows = int(response.outputs[0].shape[0]) if response.outputs and response.outputs[0].shape else None
             return response
         except Exception as exc:
-            status = status_for(exc).grpc
+            error = status_for(exc)
+            status, code = error.grpc, error.http
             _abort(context, exc)
         finally:
+            # Counted once the response message is built: gRPC serialises and writes it after this
+            # method returns, out of the servicer's sight (REST counts after the last byte is written).
+            seconds = time.perf_counter() - arrival
+            version = request.model_version or None
+            self.dp.record_answer(request.model_name, version, "grpc", code, seconds, labels)
             if self._log_requests:
                 log_request(
                     request.model_name[:MAX_ECHO_CHARS], request.model_version[:MAX_ECHO_CHARS], "grpc", status,
-                    time.perf_counter() - arrival, rows,
+                    seconds, rows,
                 )  # fmt: skip
 
     def _infer(
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext, arrival: float
-    ) -> pb.ModelInferResponse:
+    ) -> tuple[pb.ModelInferResponse, tuple[str, str]]:
+        """The response and the (model, version) labels of the result."""
         name = request.model_name
         version = request.model_version or None  # "" means the default (active) version
         rid = request_id(request.id or _metadata(context, "x-request-id"))
         request_id_var.set(rid)
-        try:
-            decoded = decode_infer_request(
-                request, self.dp.handle(name, version).signature, reject_extra=self.dp.reject_extra
-            )
-        except Exception as exc:
-            self.dp.record_error(name, "grpc", exc)  # failures inside infer() are counted there
-            raise
-
+        decoded = decode_infer_request(
+            request, self.dp.handle(name, version).signature, reject_extra=self.dp.reject_extra
+        )
         # The client's deadline (gRPC's own, or the OIP `timeout` parameter) bounds the server's.
         deadline = context.time_remaining()
         if "timeout" in request.parameters:
-            try:
-                param = timeout_parameter(request.parameters["timeout"].int64_param)
-            except Exception as exc:
-                self.dp.record_error(name, "grpc", exc)
-                raise
+            param = timeout_parameter(request.parameters["timeout"].int64_param)
             deadline = param if deadline is None or (param is not None and param < deadline) else deadline
 
         async def infer() -> Any:
@@ -222,7 +222,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         )
         for key, value in (result.parameters or {}).items():
             response.parameters[key].string_param = value
-        return response
+        return response, (result.model_name, result.model_version)
 
 
 def _peer_host(peer: str) -> str:
@@ -297,11 +297,15 @@ class HealthServicer(health_pb2_grpc.HealthServicer):
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Require ``authorization: Bearer <token>`` metadata on every RPC except health checks."""
+    """Require ``authorization: Bearer <token>`` metadata on every RPC except health checks.
 
-    def __init__(self, token: str) -> None:
+    With a ``dataplane``, refused ``ModelInfer`` calls are counted like every other answer (401).
+    """
+
+    def __init__(self, token: str, dataplane: DataPlane | None = None) -> None:
         self._token = token.encode()
         self._code = grpc.StatusCode[status_for(Unauthorized).grpc]
+        self._dp = dataplane
 
     def _allowed(self, details: grpc.HandlerCallDetails) -> bool:
         auth = ""
@@ -323,13 +327,29 @@ class TokenInterceptor(grpc.ServerInterceptor):
         if self._allowed(handler_call_details):
             return handler
         message = "missing or invalid bearer token (send metadata 'authorization: Bearer <token>')"
-        return _refuse(handler, self._code, message)
+        dp = self._dp
+        if dp is None or handler_call_details.method != _INFER_METHOD:
+            return _refuse(handler, self._code, message)
+        arrival = time.perf_counter()
+
+        def answered(request: pb.ModelInferRequest) -> None:
+            seconds = time.perf_counter() - arrival
+            dp.record_answer(request.model_name, request.model_version or None, "grpc", 401, seconds)
+
+        return _refuse(handler, self._code, message, answered)
 
 
-def _refuse(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as ``handler`` that ends the call with ``code``."""
+def _refuse(
+    handler: grpc.RpcMethodHandler,
+    code: grpc.StatusCode,
+    message: str,
+    answered: Callable[[Any], None] | None = None,
+) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that ends the call with ``code`` (``answered(request)`` first)."""
 
     def deny(request: Any, context: grpc.ServicerContext) -> None:
+        if answered is not None:
+            answered(request)
         context.abort(code, message)
 
     # Same kind of handler as the real one, so the request stream is read the way the client sends it.
@@ -397,7 +417,7 @@ def start_grpc(dataplane: DataPlane, config: ServerConfig) -> GrpcServer:
     pool = ThreadPoolExecutor(max_workers=POOL_THREADS + MAX_WATCHES, thread_name_prefix="parity-grpc")
     server = grpc.server(
         pool,
-        interceptors=[TokenInterceptor(config.token)] if config.token else [],
+        interceptors=[TokenInterceptor(config.token, dataplane)] if config.token else [],
         options=_options(config),
         # Watch streams are capped at MAX_WATCHES by HealthServicer: whatever they hold, `limit`
         # RPCs stay available to ServerLive, ModelInfer and the rest.

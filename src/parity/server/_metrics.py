@@ -5,9 +5,11 @@ server does not serve, so clients cannot blow up label cardinality), ``version``
 (``v2`` for OIP REST, ``v1`` for KServe V1, ``grpc``) and ``code``: the HTTP status of the
 answer on every protocol (a gRPC status maps to the HTTP code of the same error class, OK is 200),
 so one query covers all protocols. Every answered inference request is counted, refusals (401,
-413, 503) and deadlines (504) included; latency runs from the request's arrival to its answer
-and is split into queue time (waiting for a batch) and compute time (the model run). With
-``--workers N`` each worker writes its samples to ``$PROMETHEUS_MULTIPROC_DIR`` and a scrape of
+413, 503) and deadlines (504) included, once, by its protocol adapter when the answer is out
+(REST: as its last body chunk is handed to the socket; gRPC: once the response message is built).
+Latency (by code as well) runs from the request's arrival (REST: its first parsed byte) to that
+point; successful requests are also split into queue time (waiting for a batch) and compute time
+(the model run). With ``--workers N`` each worker writes its samples to ``$PROMETHEUS_MULTIPROC_DIR`` and a scrape of
 any worker returns the sum over all of them (prometheus_client's multiprocess mode).
 """
 
@@ -87,8 +89,8 @@ class Metrics:
         self.errors = Counter("parity_request_errors", "Inference requests answered with an error.", labels, registry=r)
         self.latency = Histogram(
             "parity_request_latency_seconds",
-            "Inference request latency from arrival to answer.",
-            ["model", "version", "protocol"],
+            "Inference request latency from arrival until the answer was written.",
+            labels,  # by code too: fast refusals must not hide slow answers in one distribution
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -175,7 +177,7 @@ class Metrics:
         return observe
 
     def record(self, model: str, version: str, protocol: str, code: str, seconds: float | None, ok: bool) -> None:
-        """Count one answered request (``seconds``: from arrival to answer)."""
+        """Count one answered request (``seconds``: from arrival until the answer was written)."""
         key = (model, version, protocol, code)
         children = self._children.get(key)
         if children is None:
@@ -183,7 +185,7 @@ class Metrics:
             children = (
                 self.requests.labels(*key),
                 None if ok else self.errors.labels(*key),
-                self.latency.labels(model, version, protocol),
+                self.latency.labels(*key),
             )
             self._children[key] = children
         children[0].inc()

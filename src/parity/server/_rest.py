@@ -24,8 +24,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Lifespan
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from parity._ratelog import RateLimitedLog
 from parity.codec import records_to_columns
@@ -183,6 +183,7 @@ class RestHandlers:
             timeout_s=req.timeout_s,
         )  # fmt: skip
         request.state.rows = len(next(iter(result.outputs.values()), ()))
+        request.state.labels = (result.model_name, result.model_version)
         requested = req.outputs or [(o, req.binary_output) for o in result.outputs]
         header: dict[str, Any] = {"model_name": result.model_name, "model_version": result.model_version}
         if req.id is not None:
@@ -216,6 +217,7 @@ class RestHandlers:
         rid = request_id_var.get() or new_request_id()
         result = await self.dp.infer(name, None, columns, request_id=rid, protocol="v1", arrival=request.state.arrival)
         request.state.rows = len(next(iter(result.outputs.values()), ()))
+        request.state.labels = (result.model_name, result.model_version)
         keys = list(result.outputs)
         values = [result.outputs[k].tolist() for k in keys]
         body: dict[str, Any] = {"predictions": [dict(zip(keys, row, strict=True)) for row in zip(*values, strict=True)]}
@@ -320,12 +322,10 @@ def _log_failure(request: Request, status: int, exc: BaseException) -> None:
 def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: DataPlane | None = None) -> Handler:
     """Wrap a handler: request id, Host and content-type checks, bearer token, timeout, errors as JSON.
 
-    With a ``dataplane``: inference routes count every answer (refusals included) with its latency
-    from arrival, and answers during the SIGTERM drain carry ``Connection: close``.
+    With a ``dataplane``, answers during the SIGTERM drain carry ``Connection: close``; the app
+    counts inference answers around this wrapper (:class:`_Counted`).
     """
     token = settings.token
-    protocol = route.protocol if dataplane is not None else None
-    log_requests = settings.log_requests and protocol is not None
     hosts = settings.allowed_hosts
     check_host = route.protected and "*" not in hosts
     check_type = route.method == "POST"
@@ -359,21 +359,55 @@ def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: D
         except Exception as exc:
             response = _error(exc)
             _log_failure(request, response.status_code, exc)
-            if protocol is not None and dataplane is not None:
-                name = request.path_params.get("name", "")
-                dataplane.record_error(name, protocol, exc, time.perf_counter() - arrival)
         response.headers["x-request-id"] = rid
         if dataplane is not None and dataplane.draining:
             response.headers["connection"] = "close"  # clients reconnect elsewhere during the drain
-        if log_requests:
-            p = request.path_params
-            log_request(
-                p.get("name"), p.get("version"), protocol or "", response.status_code,
-                time.perf_counter() - arrival, getattr(request.state, "rows", None),
-            )  # fmt: skip
         return response
 
     return wrapper
+
+
+class _Counted:
+    """ASGI wrapper of an inference route: counts each answer once, after its last body chunk was sent.
+
+    The clock stops just before that chunk goes to the socket (encoding and sending the answer
+    included): taken after the write, it would also hold the time the client it wakes, often on the
+    same core, runs before the server gets the core back.
+    """
+
+    def __init__(self, app: ASGIApp, dataplane: DataPlane, protocol: str, log_requests: bool) -> None:
+        self.app = app
+        self.dataplane = dataplane
+        self.protocol = protocol
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the route, then record its answer (status, latency from arrival, model labels)."""
+        status = 500
+        written = 0.0
+
+        async def send_stamped(message: Message) -> None:
+            nonlocal status, written
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                written = time.perf_counter()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_stamped)
+        finally:  # an exception that escaped the route is answered 500 by Starlette: counted as such
+            self._record(scope, status, written)
+
+    def _record(self, scope: Scope, status: int, written: float) -> None:
+        state = scope.get("state") or {}
+        arrival = state.get("arrival") or scope.get(ARRIVAL_KEY)
+        seconds = None if arrival is None else (written or time.perf_counter()) - arrival
+        p = scope.get("path_params") or {}
+        name, version = p.get("name", ""), p.get("version")
+        self.dataplane.record_answer(name, version, self.protocol, status, seconds, state.get("labels"))
+        if self.log_requests:
+            log_request(name, version, self.protocol, status, seconds or 0.0, state.get("rows"))
 
 
 def build_rest_app(
@@ -381,11 +415,16 @@ def build_rest_app(
 ) -> Starlette:
     """Return the Starlette application serving ``dataplane``: :data:`ROUTES` over :class:`RestHandlers`."""
     handlers = RestHandlers(dataplane, settings)
-    routes = [
-        Route(spec.path, endpoint(getattr(handlers, spec.handler), spec, settings, dataplane), methods=[spec.method])
-        for spec in ROUTES
-        if settings.repository_api or not spec.repository
-    ]
+    routes = []
+    for spec in ROUTES:
+        if spec.repository and not settings.repository_api:
+            continue
+        handler = endpoint(getattr(handlers, spec.handler), spec, settings, dataplane)
+        if spec.protocol is None:
+            routes.append(Route(spec.path, handler, methods=[spec.method]))
+        else:
+            counted = _Counted(request_response(handler), dataplane, spec.protocol, settings.log_requests)
+            routes.append(Route(spec.path, counted, methods=[spec.method]))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
