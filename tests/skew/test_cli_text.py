@@ -28,13 +28,6 @@ def run(*args: str) -> Result:
 
 
 @pytest.fixture(scope="module")
-def art_dir(tmp_path_factory: pytest.TempPathFactory, churn: parity.Artifact) -> Path:
-    path = tmp_path_factory.mktemp("art") / "churn"
-    churn.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def mixed_up_lake(tmp_path_factory: pytest.TempPathFactory, churn: parity.Artifact) -> Path:
     """Version 0 rows whose logged outputs came from another model (flipped labels), and 3 rows with null `active`."""
     root = tmp_path_factory.mktemp("mixup")
