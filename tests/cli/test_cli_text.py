@@ -104,3 +104,22 @@ def test_keep_inputs_refuses_an_input_named_like_an_output(artifact_dir: Path, t
     assert bad.exit_code == 4, bad.output
     assert "--keep-inputs: input column(s) ['probability'] have the names of model outputs" in bad.stderr
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "cannot read the config file: No such file or directory"),
+        ("port = \n", "the config file is not valid TOML"),
+        ('serve = "fast"\n', "the [serve] entry of the config file must be a table"),
+        # refs as one string is split like $PARITY_REFS; the misspelled key after it is still refused.
+        ('refs = "churn spend"\nlake-overflw = "shed"\n', "unknown option 'lake-overflw' in the config file"),
+    ],
+)
+def test_serve_config_file_errors_are_usage_errors(tmp_path: Path, content: str | None, words: str) -> None:
+    config = tmp_path / "serve.toml"
+    if content is not None:
+        config.write_text(content)
+    bad = runner.invoke(app, ["serve", "--config", str(config)], env={"COLUMNS": "400"})
+    assert bad.exit_code == 2, bad.output
+    assert words in " ".join(bad.output.split())
