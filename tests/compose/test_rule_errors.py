@@ -303,3 +303,52 @@ def test_failing_shadows_are_counted_and_never_change_the_answer() -> None:
         comp.drain()
     finally:
         comp.close()
+
+
+def test_check_names_undeclared_calls_and_inputs_before_any_call() -> None:
+    comp = Composition("checked", inputs=X, outputs=Y)
+    comp.model("m", Stub(double), inputs={"x": "amount"})
+
+    @comp.rule(calls=["m", "ghost"])
+    def rule(request: Any, models: Any) -> dict[str, Any]:
+        return {"y": models["m"]["y"]}
+
+    with pytest.raises(DeclarationError) as info:
+        comp.check()
+    text = str(info.value)
+    assert "the rule calls endpoint 'ghost', which is not declared; declared: ['m']" in text
+    assert "endpoint 'm': inputs maps to composition input 'amount', which is not declared" in text
+
+
+def test_retry_and_breaker_settings_are_declaration_errors_naming_the_field() -> None:
+    from parity.compose import Breaker, Retry
+
+    cases: list[tuple[Callable[[], Any], str, str]] = [
+        (lambda: Retry(attempts=0), "attempts", "Retry.attempts must be >= 1; got 0"),
+        (lambda: Retry(backoff_s=-0.1), "backoff_s", "Retry backoffs must be >= 0; got backoff_s=-0.1"),
+        (lambda: Breaker(failures=0), "breaker_failures", "breaker failures must be >= 1; got 0"),
+    ]
+    for make, field, words in cases:
+        with pytest.raises(DeclarationError) as info:
+            make()
+        assert info.value.field == field and words in str(info.value)
+    # At declaration, naming the endpoint: not later, when the first run builds the breaker.
+    comp = Composition("breakers", inputs=X, outputs=Y)
+    with pytest.raises(DeclarationError) as info:
+        comp.model("m", Stub(double), breaker_failures=0)
+    assert (info.value.endpoint, info.value.field) == ("m", "breaker_failures")
+    assert "endpoint 'm': breaker_failures must be >= 1; got 0" in str(info.value)
+
+
+def test_a_half_open_breaker_lets_exactly_one_trial_call_through() -> None:
+    from parity.compose import Breaker
+
+    breaker = Breaker(failures=2, reset_s=0.0)  # reset at once: open reads as half-open
+    breaker.failure()
+    assert breaker.state == "closed" and breaker.allow()
+    breaker.failure()
+    assert breaker.opened == 1 and breaker.state == "half_open"
+    assert breaker.allow() is True  # the one trial
+    assert breaker.allow() is False  # a second caller waits for the trial's outcome
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
