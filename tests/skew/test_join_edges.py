@@ -81,3 +81,22 @@ def test_bad_thresholds_files_name_the_key(tmp_path: Path, toml: str | None, wor
     with pytest.raises(ThresholdsError) as info:
         Thresholds.load(path)
     assert words in str(info.value)
+
+
+def test_the_html_report_shows_the_join_and_schema_problems(churn: parity.Artifact, tmp_path: Path) -> None:
+    from parity.skew import write_html
+
+    s = _serving(tmp_path)
+    offline = pq.read_table(s).to_pandas()
+    offline.loc[:19, "plan"] = "legacy"
+    pq.write_table(pa.Table.from_pandas(offline, preserve_index=False), tmp_path / "offline.parquet")
+    serving = pq.read_table(s).drop_columns(["amount"])  # a schema problem: a column the model needs
+    pq.write_table(serving, s)
+    report = skew_report(churn, s, join="customer_id", offline=tmp_path / "offline.parquet")
+    write_html(report, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "Join with offline data" in html and "<code>customer_id</code>: 200 of 200 serving rows matched" in html
+    assert "20/200" in html and "&#x27;legacy&#x27;" in html  # the plan row with an escaped example
+    amount = next(f for f in report.features if f.name == "amount")
+    assert amount.schema and amount.schema[0].kind == "missing_column"
+    assert amount.schema[0].message.replace("'", "&#x27;") in html
