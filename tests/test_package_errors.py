@@ -194,3 +194,34 @@ def test_infer_signature_kinds_markers_and_lookup() -> None:
         sig.input("skip")
     assert info.value.column == "skip" and "the model takes ['n', 's', 'flag']" in str(info.value)
     assert Signature((ColumnSpec("x", "INT64", False),)).inputs[0].kind == "numeric"
+
+
+class Halver:
+    """Not a scikit-learn estimator: a plain object with predict, answering one column of shape (n, 1)."""
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return (frame["a"].to_numpy(dtype=np.float64) / 2.0).reshape(-1, 1)
+
+
+class TwoTargets:
+    """A regressor of two targets at once, which parity does not package."""
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.c_[frame["a"].to_numpy(), frame["b"].to_numpy()]
+
+
+def test_a_plain_python_model_is_packaged_with_a_python_runtime(tmp_path: Path) -> None:
+    x = numeric(50)
+    with pytest.raises(UnsupportedModelError, match="must be a fitted scikit-learn estimator or Pipeline; got str"):
+        parity.package("model.pkl", x, name="nope")  # type: ignore[arg-type]
+    art = parity.package(Halver(), x, name="halver")
+    # Not a scikit-learn estimator (sklearn's tags raise on it): a regressor, checked through its own predict.
+    assert not art.portable and art.parity_report.passed and art.task == "regression"
+    assert art.manifest["blocked_by"]["step"] == "Halver"
+    path = art.save(tmp_path / "halver")
+    with pytest.raises(parity.UntrustedArtifactError):
+        parity.load(path)
+    loaded = parity.load(path, trusted=True)
+    np.testing.assert_array_equal(loaded.predict(x)["prediction"].to_numpy(), x["a"].to_numpy() / 2.0)
+    with pytest.raises(UnsupportedModelError, match=r"the regressor returned shape \(50, 2\); parity supports one"):
+        parity.package(TwoTargets(), x, name="two")
