@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -156,3 +157,42 @@ def test_a_factory_and_a_dotted_module_name_load() -> None:
     assert isinstance(made, Composition) and made.name == "stubbed"
     dotted = load_composition("tests.compose.stub_rules:composition")
     assert isinstance(dotted, Composition) and list(dotted.endpoints) == ["scorer"]
+
+
+def test_an_endpoint_the_rule_skips_is_logged_as_nulls_and_shown_as_not_called(tmp_path: Path) -> None:
+    from parity.compose import Composition, Stub
+    from parity.schema import ColumnSpec, OutputSpec
+
+    comp = Composition("gated", inputs=[ColumnSpec("x", "FP64", False)], outputs=[OutputSpec("y", "FP64")])
+    comp.model("score", Stub(lambda c: {"s": c["x"] * 2.0}, name="score"))
+    comp.model("review", Stub(lambda c: {"who": ["alice"] * len(c["x"]), "n": [3] * len(c["x"])}, name="review"))
+
+    @comp.rule
+    async def rule(request: dict[str, Any], models: Any) -> dict[str, Any]:
+        score = await models.call("score")
+        if float(score["s"][0]) > 5:  # only high scores go to review
+            review = await models.call("review")
+            return {"y": score["s"] + review["n"]}
+        return {"y": score["s"]}
+
+    writer = LakeWriter(tmp_path / "lake", flush_interval_s=60)
+    run = comp.runner(lake=writer)
+
+    async def go() -> None:
+        await run.run({"x": 4.0}, request_id="high")  # both endpoints answer: their types are known from here
+        await run.run({"x": 1.0}, request_id="low")  # review is skipped
+        await run.aclose()
+
+    asyncio.run(go())
+    writer.close()
+    shown = invoke("compose", "explain", "low", "--lake", str(tmp_path / "lake"), "--json")
+    assert shown.exit_code == 0, shown.output
+    row = json.loads(shown.stdout)["rows"][0]
+    assert row["decision"] == {"y": 2.0} and row["downstreams"]["score"]["outputs"] == {"s": 2.0}
+    review = row["downstreams"]["review"]
+    assert review["route"] == "" and review["outputs"] == {"who": None, "n": None}  # nulls, whatever the type
+    text = invoke("compose", "explain", "low", "--lake", str(tmp_path / "lake"))
+    assert "not called" in text.stdout
+    high = json.loads(invoke("compose", "explain", "high", "--lake", str(tmp_path / "lake"), "--json").stdout)
+    assert high["rows"][0]["downstreams"]["review"]["outputs"] == {"who": "alice", "n": 3}
+    assert high["rows"][0]["decision"] == {"y": 11.0}

@@ -24,6 +24,7 @@ from sklearn.preprocessing import (
     FunctionTransformer,
     MinMaxScaler,
     OneHotEncoder,
+    OrdinalEncoder,
     PowerTransformer,
     QuantileTransformer,
     StandardScaler,
@@ -118,6 +119,29 @@ def test_column_transformer_column_selections(columns: Any, data: pd.DataFrame, 
     exact(model, package(model, frame), new)
 
 
+def test_passthrough_and_empty_column_transformer_steps(data: pd.DataFrame, fresh: pd.DataFrame) -> None:
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["tenure", "charges"]),
+            ("raw", "passthrough", ["age"]),  # fed to the model as it came
+            ("nothing", OneHotEncoder(), []),  # selects no column: contributes nothing
+            ("cat", cats(), ["plan"]),
+        ]
+    )
+    model = Pipeline([("pre", pre), ("model", LogisticRegression(max_iter=1000))]).fit(data, targets(data, "binary"))
+    exact(model, package(model, data), fresh)
+
+
+def test_ordinal_encoder_with_missing_text_as_its_own_code(data: pd.DataFrame, fresh: pd.DataFrame) -> None:
+    enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2)
+    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), NUM), ("cat", enc, ["region"])])
+    model = Pipeline([("pre", pre), ("model", DecisionTreeClassifier(max_depth=5, random_state=0))])
+    model.fit(data, targets(data, "binary"))
+    missing = data[data["region"].isna()][["region"]].head(1)  # a missing value as the training frame holds it
+    assert model[0].named_transformers_["cat"].transform(missing)[0, 0] == -2  # its own code, not "unknown"
+    exact(model, package(model, data), fresh)
+
+
 def test_logistic_mlp_is_exact(data: pd.DataFrame, fresh: pd.DataFrame) -> None:
     pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), NUM), ("cat", cats(), ["plan"])])
     mlp = MLPClassifier(hidden_layer_sizes=(6,), activation="logistic", max_iter=300, random_state=0)
@@ -158,6 +182,8 @@ def _blocked(model: Any, frame: pd.DataFrame) -> dict[str, str]:
         ("quantile", "QuantileTransformer", "QuantileTransformer has no exact ONNX export in parity yet"),
         ("text_out", "rest", "ColumnTransformer step 'rest' outputs text; the estimator needs numbers"),
         ("ttr_power", "TransformedTargetRegressor", "transformer=PowerTransformer) is not supported"),
+        ("text_indicator", "SimpleImputer", "SimpleImputer(add_indicator=True) on text columns is not supported"),
+        ("ordinal_rare", "OrdinalEncoder", "with infrequent categories (min_frequency/max_categories) is not"),
         ("kw_args", "FunctionTransformer(log1p)", "kw_args ['out'] are not supported"),
         # The message quotes the kw_args given (the non-scalar a_max), not what is left after reading them.
         ("clip_kw", "FunctionTransformer(clip)", "a_min/a_max only; got {'a_min': 0.0, 'a_max': [1.0, 2.0, 3.0]}"),
@@ -175,6 +201,15 @@ def test_unexportable_steps_are_named_with_the_reason(case: str, step: str, word
     elif case == "text_out":
         pre = ColumnTransformer([("num", num, NUM), ("rest", SimpleImputer(strategy="most_frequent"), ["plan"])])
         model = Pipeline([("pre", pre), ("model", _TextTolerant())])
+    elif case == "text_indicator":
+        imp = SimpleImputer(strategy="most_frequent", add_indicator=True)
+        pre = ColumnTransformer([("num", num, NUM), ("cat", make_pipeline(imp, OneHotEncoder()), ["region"])])
+        model = Pipeline([("pre", pre), ("model", Ridge())])
+    elif case == "ordinal_rare":
+        enc = OrdinalEncoder(min_frequency=40, handle_unknown="use_encoded_value", unknown_value=-1)
+        pre = ColumnTransformer([("num", num, NUM), ("cat", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                                                          enc), ["region"])])  # fmt: skip
+        model = Pipeline([("pre", pre), ("model", Ridge())])
     elif case == "ttr_power":
         inner = Pipeline([("pre", ColumnTransformer([("num", num, NUM)])), ("model", Ridge())])
         model = TransformedTargetRegressor(regressor=inner, transformer=PowerTransformer())
