@@ -166,3 +166,15 @@ def test_a_saved_reference_json_is_accepted_by_path(churn: parity.Artifact, tmp_
     report = skew_report(str(tmp_path / "ref.json"), data, progress=seen.append)
     assert seen == [300] and report.data.rows == 300
     assert {f.name for f in report.features} == {"x", "amount", "plan", "region", "active"}
+
+
+def test_replay_of_an_empty_window_or_switched_off(churn: parity.Artifact, tmp_path: Path) -> None:
+    write_lake(tmp_path / "lake", churn, frame(100, 15), version=0)
+    empty = skew_report(churn, tmp_path / "lake", replay=True, since="2031-01-01", until="2031-02-01").replay
+    assert empty is not None and empty.rows == 0 and empty.rate is None
+    assert (empty.metric.status, empty.metric.note, empty.severity) == ("unavailable", "no rows to replay", "ok")
+    toml = tmp_path / "t.toml"
+    toml.write_text("[features.replay]\nreplay_mismatch = false\n")
+    off = skew_report(churn, tmp_path / "lake", replay=True, thresholds=toml).replay
+    assert off is not None and off.rows == 100 and off.mismatched == 0
+    assert off.metric.status == "not_judged" and off.severity == "ok"
