@@ -123,3 +123,36 @@ def test_serve_config_file_errors_are_usage_errors(tmp_path: Path, content: str 
     bad = runner.invoke(app, ["serve", "--config", str(config)], env={"COLUMNS": "400"})
     assert bad.exit_code == 2, bad.output
     assert words in " ".join(bad.output.split())
+
+
+def test_inspect_shows_uncountable_categories_booleans_and_skipped_cases(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    import parity
+    from parity.schema import MAX_CATEGORIES
+
+    n = MAX_CATEGORIES + 200
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "customer": [f"c{i:05d}" for i in range(n)],  # more distinct values than a signature lists
+        "plan": rng.choice(["basic", "pro"], n),
+        "vip": rng.random(n) < 0.3,
+    })  # fmt: skip
+    pre = ColumnTransformer([
+        ("id", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["customer"]),
+        ("plan", OneHotEncoder(handle_unknown="error"), ["plan"]),  # an unseen plan raises in Python
+        ("vip", "passthrough", ["vip"]),
+    ])  # fmt: skip
+    model = Pipeline([("pre", pre), ("model", LogisticRegression())]).fit(frame, frame["plan"] == "pro")
+    art = parity.package(model, frame, name="wide")
+    assert art.parity_report.skipped  # the unseen-category edge case could not run in Python
+    shown = runner.invoke(app, ["inspect", str(art.save(tmp_path / "wide"))], env=WIDE)
+    assert shown.exit_code == 0, shown.output
+    lines = {line.split("│")[1].strip(): line for line in shown.stdout.splitlines() if line.count("│") > 2}
+    assert "too many categories to list" in lines["customer"] and "2 categories" in lines["plan"]
+    assert "BOOL" in lines["vip"] and "│ -" in lines["vip"]
+    assert "skipped cases" in shown.stdout and "the Python model raised" in " ".join(shown.stdout.split())
