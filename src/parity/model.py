@@ -55,7 +55,11 @@ def model_classes(model: Any) -> list[Any] | None:
     """Return the classes of a classifier, or None for a regressor."""
     from sklearn.base import is_classifier
 
-    if is_classifier(model) and hasattr(model, "classes_"):
+    try:
+        classifier = is_classifier(model)
+    except AttributeError:  # not a scikit-learn estimator (no tags): a classifier is what predicts probabilities
+        classifier = hasattr(model, "predict_proba")
+    if classifier and hasattr(model, "classes_"):
         return list(np.asarray(model.classes_).tolist())
     return None
 

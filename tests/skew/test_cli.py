@@ -20,13 +20,6 @@ runner = CliRunner()  # over the real ``parity`` app, so a command group dropped
 
 
 @pytest.fixture(scope="module")
-def art_dir(tmp_path_factory: pytest.TempPathFactory, churn: parity.Artifact) -> Path:
-    path = tmp_path_factory.mktemp("art") / "churn"
-    churn.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory, churn: parity.Artifact) -> Path:
     root = tmp_path_factory.mktemp("lake")
     df = frame(1200, 11)

@@ -177,6 +177,9 @@ def reference_cmd(
 
     comp = load_composition(spec)
     frame = pd.read_parquet(data) if data.suffix == ".parquet" else pd.read_csv(data)
-    doc = reference(comp, frame)
+    try:
+        doc = reference(comp, frame)
+    finally:
+        comp.close()  # stop its in-process runners (a shadow's worker task) before the loop goes
     atomic_write_json(output, doc)
     err.print(f"wrote {output} ({len(frame)} reference rows)")

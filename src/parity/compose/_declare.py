@@ -245,6 +245,12 @@ class Composition:
             )
         if timeout_s <= 0:
             raise DeclarationError(f"endpoint {name!r}: timeout_s must be > 0; got {timeout_s}", endpoint=name)
+        if breaker_failures < 1:  # checked here, not when the first runner builds the breaker
+            raise DeclarationError(
+                f"endpoint {name!r}: breaker_failures must be >= 1; got {breaker_failures}",
+                endpoint=name,
+                field="breaker_failures",
+            )
         self.endpoints[name] = Endpoint(
             name=name,
             target=target,

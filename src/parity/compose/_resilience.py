@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from parity.errors import DeclarationError
+
 __all__ = ["BREAKER_STATES", "Breaker", "BreakerState", "Retry"]
 
 BreakerState = Literal["closed", "open", "half_open"]
@@ -30,9 +32,12 @@ class Retry:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"Retry.attempts must be >= 1; got {self.attempts}")
+            raise DeclarationError(f"Retry.attempts must be >= 1; got {self.attempts}", field="attempts")
         if self.backoff_s < 0 or self.max_backoff_s < 0:
-            raise ValueError("Retry backoffs must be >= 0")
+            raise DeclarationError(
+                f"Retry backoffs must be >= 0; got backoff_s={self.backoff_s}, max_backoff_s={self.max_backoff_s}",
+                field="backoff_s",
+            )
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based): full jitter over the exponential cap."""
@@ -46,7 +51,7 @@ class Breaker:
 
     def __init__(self, failures: int = 5, reset_s: float = 2.0) -> None:
         if failures < 1:
-            raise ValueError(f"breaker failures must be >= 1; got {failures}")
+            raise DeclarationError(f"breaker failures must be >= 1; got {failures}", field="breaker_failures")
         self.failures = failures
         self.reset_s = reset_s
         self._state: BreakerState = "closed"

@@ -102,14 +102,15 @@ def known_ufunc(func: Any) -> bool:
 
 def apply_ufunc(b: GraphBuilder, x: str, func: Any, kwargs: dict[str, Any] | None, step: str) -> str:
     """``func(x, **kwargs)`` for a known numpy function on a double tensor."""
-    kwargs = dict(kwargs or {})
+    given = dict(kwargs or {})
+    kwargs = dict(given)
     if func is None:
         return x
     if func is np.clip:
         lo = kwargs.pop("a_min", kwargs.pop("min", None))
         hi = kwargs.pop("a_max", kwargs.pop("max", None))
         if kwargs or (lo is None and hi is None) or not all(np.ndim(v) == 0 for v in (lo, hi) if v is not None):
-            raise ExportError(f"{step}: np.clip needs scalar kw_args a_min/a_max only; got {kwargs}", step=step)
+            raise ExportError(f"{step}: np.clip needs scalar kw_args a_min/a_max only; got {given}", step=step)
         return _clip(b, x, lo, hi)
     entry = next((e for f, e in _UFUNCS.items() if func is f), None)
     if entry is None:

@@ -86,7 +86,8 @@ class ServerConfig:
             self.allowed_hosts = tuple(h.strip().lower() for h in self.allowed_hosts if h.strip())
         if self.token is None and self.token_file:
             try:
-                self.token = open(self.token_file, encoding="utf-8").read().strip() or None  # noqa: SIM115
+                with open(self.token_file, encoding="utf-8") as fh:  # closed: no ResourceWarning per config
+                    self.token = fh.read().strip() or None
             except OSError as exc:
                 raise ValueError(f"cannot read the token file: {exc.strerror or exc}") from None
         if self.token is None:
