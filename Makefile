@@ -61,7 +61,7 @@ lint: setup
 # (lines + branches) and under the separate line and branch floors below (measured baseline, never lowered).
 COVERAGE_FLOORS = --lines 90.5 --branches 77
 test: setup node-deps system-deps lint
-	$(PY) -m pytest -q -p randomly --cov --cov-report=term
+	$(PY) -m pytest -q -p randomly --durations=20 --cov --cov-report=term
 	$(PY) scripts/coverage_floor.py $(COVERAGE_FLOORS)
 	$(MAKE) test-pandas22
 
