@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from parity.checks import UNSEEN, compare_outputs, edge_cases, run_parity_check
+from parity.checks import UNSEEN, compare_outputs, edge_cases, null_column, run_parity_check
 from parity.errors import ParityMismatchError
 from parity.schema import ColumnSpec, Signature
 
@@ -192,7 +192,10 @@ def test_run_parity_check_fails_on_a_nan_output(nan_row: int) -> None:
     assert not report.passed
     assert report.outputs["probability"].worst_row == nan_row
     assert report.outputs["probability"].mismatches == (2 if nan_row == 0 else 1)
-    assert f"worst row {nan_row}" in (report.failure or "") and "exported=np.float64(nan)" in (report.failure or "")
+    failure = report.failure or ""
+    assert f"worst row {nan_row}" in failure and "exported=np.float64(nan)" in failure
+    # The message quotes the Python value of the worst row itself, not of row 0 or 1.
+    assert f"python=np.float64({nan_row / 10})" in failure
 
 
 def test_run_parity_check_records_a_python_failure_as_skipped() -> None:
@@ -265,3 +268,56 @@ def test_one_nullable_column_has_no_all_nulls_case() -> None:
     cases = edge_cases(base, sig, {})
     assert set(cases) == {"null:x", "extreme:x", "extreme:n"}
     assert len(cases["null:x"]) == 5  # min(rows, 16)
+
+
+def test_worst_case_is_the_first_case_reaching_the_largest_diff() -> None:
+    # Two identical cases tie on the diff: the report names the first, where the user would look first.
+    frame = _cases()["rows"]
+    cases = {"first": frame, "second": frame.copy()}
+    report, _ = run_parity_check(
+        _reference, _shifted(2 * TOL), cases, tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert report.outputs["probability"].worst_case == "first"
+    assert report.outputs["probability"].mismatches == 8
+
+
+def test_null_column_keeps_the_float_width_and_widens_integers_and_bools() -> None:
+    index = pd.RangeIndex(3)
+    f32 = null_column(pd.Series(np.ones(3, dtype=np.float32), index=index), ColumnSpec("f", "FP32", nullable=True))
+    assert f32.dtype == np.float32 and f32.isna().all()
+    ints = null_column(pd.Series(np.arange(3), index=index), ColumnSpec("n", "INT64", nullable=True))
+    assert ints.dtype == np.float64 and ints.isna().all()  # int64 cannot hold NaN
+    flags = null_column(pd.Series([True, False, True]), ColumnSpec("b", "BOOL", nullable=True))
+    assert flags.dtype == np.float64 and flags.isna().all()  # a bool column with nulls is 0/1/NaN
+    text = null_column(pd.Series(["a", "b", "a"], dtype=object), ColumnSpec("s", "BYTES", nullable=True))
+    assert text.isna().all() and text.dtype == object
+
+
+def test_threshold_neighbours_of_a_negative_threshold_include_the_float32_one_below() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False),))
+    base = pd.DataFrame({"x": np.arange(4, dtype=np.float64)})
+    near = edge_cases(base, sig, {"x": np.array([-2.5])})["threshold:x"]["x"].to_numpy()
+    below = float(np.nextafter(np.float32(-2.5), np.float32(-np.inf)))
+    above = float(np.nextafter(np.float32(-2.5), np.float32(np.inf)))
+    assert below in near and above in near and below < -2.5 < above
+
+
+def test_integer_thresholds_beyond_float_precision_are_dropped() -> None:
+    # Above 2^53 a float64 cannot tell neighbouring integers apart: no threshold values there.
+    sig = Signature((ColumnSpec("n", "INT64", nullable=False),))
+    base = pd.DataFrame({"n": np.arange(4)})
+    cases = edge_cases(base, sig, {"n": np.array([1_000_000.5, 1e17])})
+    assert cases["threshold:n"]["n"].tolist() == [1_000_000, 1_000_001]
+
+
+def test_threshold_case_keeps_4000_values_and_samples_beyond() -> None:
+    # 500 thresholds make exactly 4000 distinct neighbours: all kept; 501 make 4008: a sample of 4000.
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False),))
+    base = pd.DataFrame({"x": np.arange(4, dtype=np.float64)})
+    thresholds = np.arange(500) + 0.1
+    kept = edge_cases(base, sig, {"x": thresholds})["threshold:x"]["x"].to_numpy()
+    assert len(kept) == 4000 and np.isin(thresholds, kept).all()
+    sampled = edge_cases(base, sig, {"x": np.arange(501) + 0.1})["threshold:x"]["x"].to_numpy()
+    assert len(sampled) == 4000 and len(np.unique(sampled)) == 4000
+    again = edge_cases(base, sig, {"x": np.arange(501) + 0.1})["threshold:x"]["x"].to_numpy()
+    np.testing.assert_array_equal(sampled, again)  # seeded: the same sample every time

@@ -345,3 +345,84 @@ def test_object_column_with_pandas_na_becomes_nan() -> None:
 def test_encode_frame_boolean_column_for_fp64_is_rejected() -> None:
     with pytest.raises(SchemaError, match="received booleans"):
         encode_frame(Signature((STRICT,)), pd.DataFrame({"x": np.array([True, False])}))
+
+
+INT32 = ColumnSpec("k", "INT32", nullable=False)
+
+
+def test_int64_python_ints_keep_exact_values_beyond_float_precision() -> None:
+    big = 2**53 + 1  # a JSON integer: a detour through floats would make it 2^53
+    out = encode_column(INT, [big, -(2**62) - 1])
+    assert out.dtype == np.int64 and out.tolist() == [big, -(2**62) - 1]
+
+
+def test_int64_python_int_beyond_the_range_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match=r"expects INT64 integers; received .* at row 1 \(out of range") as info:
+        encode_column(INT, [1, 2**63])
+    assert info.value.column == "n"
+
+
+def test_int32_accepts_its_whole_range_including_negatives() -> None:
+    values = [-5, -(2**31), 2**31 - 1, 0]
+    for given in (values, np.array(values, dtype=np.int64)):
+        out = encode_column(INT32, given)
+        assert out.dtype == np.int32 and out.tolist() == values
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1])
+def test_int32_rejects_integers_outside_its_range(value: int) -> None:
+    with pytest.raises(SchemaError, match=rf"received {value} at row 1 \(out of range \[-2\^31, 2\^31\)\)"):
+        encode_column(INT32, np.array([1, value], dtype=np.int64))
+
+
+def test_uint64_beyond_int64_is_rejected_in_columns_and_frames() -> None:
+    raw = np.array([3, 2**63], dtype=np.uint64)
+    with pytest.raises(SchemaError, match=r"received 9223372036854775808 at row 1 \(out of range \[-2\^63, 2\^63\)\)"):
+        encode_column(INT, raw)
+    with pytest.raises(SchemaError, match=r"at row 1 \(out of range"):
+        encode_frame(Signature((INT,)), pd.DataFrame({"n": raw}))
+    ok = encode_frame(Signature((INT,)), pd.DataFrame({"n": np.array([3, 2**63 - 1], dtype=np.uint64)}))
+    assert ok["n"].dtype == np.int64 and ok["n"].tolist() == [3, 2**63 - 1]
+
+
+def test_encode_frame_float_column_for_int64_is_checked_and_cast() -> None:
+    sig = Signature((INT,))
+    with pytest.raises(SchemaError, match=r"expects INT64 integers; received 2.5 at row 1"):
+        encode_frame(sig, pd.DataFrame({"n": [1.0, 2.5]}))
+    out = encode_frame(sig, pd.DataFrame({"n": [1.0, -2.0]}))
+    assert out["n"].dtype == np.int64 and out["n"].tolist() == [1, -2]
+
+
+def test_fp64_column_made_of_bools_with_nulls_accepts_booleans() -> None:
+    # Training bools with nulls become an FP64 0/1/NaN column: serving may send true/false/null again.
+    flags = ColumnSpec("f", "FP64", nullable=True, minimum=0.0, maximum=1.0)
+    out = encode_column(flags, [True, None, False])
+    assert out.dtype == np.float64 and out[0] == 1.0 and np.isnan(out[1]) and out[2] == 0.0
+    frame = encode_frame(Signature((flags,)), pd.DataFrame({"f": pd.Series([True, None, False], dtype=object)}))
+    assert frame["f"][0] == 1.0 and np.isnan(frame["f"][1]) and frame["f"][2] == 0.0
+    wider = ColumnSpec("f", "FP64", nullable=True, minimum=0.0, maximum=2.0)  # a real number column
+    with pytest.raises(SchemaError, match="booleans are not numbers"):
+        encode_column(wider, [True, None, False])
+
+
+@pytest.mark.parametrize("error", [TypeError, AttributeError])
+def test_decode_outputs_falls_back_when_the_fast_pandas_constructor_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    from parity.codec import decode_outputs
+    from parity.schema import OutputSpec
+
+    def broken(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        raise error("changed in this pandas version")
+
+    monkeypatch.setattr(pd.DataFrame, "_from_arrays", broken)
+    sig = Signature((NUM,)).with_outputs([OutputSpec("b", "FP64"), OutputSpec("a", "FP64")])
+    df = decode_outputs(sig, {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}, index=pd.Index([5, 6]))
+    assert list(df.columns) == ["b", "a"] and df["b"].tolist() == [3.0, 4.0] and list(df.index) == [5, 6]
+
+
+def test_unsigned_columns_are_range_checked_for_int32() -> None:
+    out = encode_column(INT32, np.array([0, 2**31 - 1], dtype=np.uint32))
+    assert out.dtype == np.int32 and out.tolist() == [0, 2**31 - 1]
+    with pytest.raises(SchemaError, match=r"received 2147483648 at row 1 \(out of range \[-2\^31, 2\^31\)\)"):
+        encode_column(INT32, np.array([0, 2**31], dtype=np.uint32))
