@@ -306,3 +306,28 @@ def test_profile_frame_rejects_non_frames_and_names_a_missing_column() -> None:
         profile_frame(pa.table({"y": [1.0]}), spec)
     with pytest.raises(ProfileError, match=r"options \['top_k'\] only apply when the spec is derived"):
         profile_frame(pd.DataFrame({"x": [1.0]}), spec, top_k=3)
+
+
+def test_quantile_zero_is_the_minimum_even_after_empty_bins() -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0, 2.0, 3.0]))})
+    col = profile_frame(pd.DataFrame({"x": [1.5, 1.75, 2.5]}), spec).columns["x"]
+    assert isinstance(col, NumericProfile) and col.bins.tolist() == [0, 0, 2, 1, 0]  # the first two bins are empty
+    assert col.quantile(0.0) == 1.5 and col.quantile(-1.0) == 1.5  # q is clipped to [0, 1]
+    assert col.quantile(1.0) == 2.5
+
+
+@pytest.mark.parametrize(("distinct", "known"), [(1000, True), (1001, False)])
+def test_rare_training_values_are_kept_up_to_1000_distinct(distinct: int, known: bool) -> None:
+    # Up to 1000 distinct training values, a rare one served again is not unseen; beyond, only the top-K count.
+    train = pd.DataFrame({"c": [f"v{i:04d}" for i in range(distinct)] + ["v0000"]})
+    spec = ProfileSpec.from_reference(train, top_k=2)
+    c = spec.columns["c"]
+    assert isinstance(c, CategoricalSpec) and c.categories == ("v0000", "v0001")
+    assert (c.rare is not None) == known and (c.rare is None or len(c.rare) == distinct - 2)
+    col = profile_frame(pd.DataFrame({"c": ["v0500", "new"]}), spec).columns["c"]
+    assert isinstance(col, CategoricalProfile) and col.other == 2
+    assert col.unseen == (1 if known else 2) and col.unseen_examples == (["new"] if known else ["new", "v0500"])
+
+
+def test_categorical_spec_repr_shows_only_its_fields() -> None:
+    assert repr(CategoricalSpec(("a",), ("b",))) == "CategoricalSpec(categories=('a',), rare=('b',))"
