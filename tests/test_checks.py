@@ -321,3 +321,55 @@ def test_threshold_case_keeps_4000_values_and_samples_beyond() -> None:
     assert len(sampled) == 4000 and len(np.unique(sampled)) == 4000
     again = edge_cases(base, sig, {"x": np.arange(501) + 0.1})["threshold:x"]["x"].to_numpy()
     np.testing.assert_array_equal(sampled, again)  # seeded: the same sample every time
+
+
+def test_every_edge_case_has_the_input_columns_and_a_fresh_index() -> None:
+    sig = Signature(
+        (
+            ColumnSpec("x", "FP64", nullable=True),
+            ColumnSpec("s", "BYTES", nullable=True, categories=("a",)),
+            ColumnSpec("b", "BOOL", nullable=False),
+        )
+    )
+    base = pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0], "s": ["a", "a", "a"], "b": [True, False, True]}, index=pd.Index([10, 20, 30])
+    )
+    cases = edge_cases(base, sig, {"x": np.array([1.5])})
+    # A bool column is neither text nor a number: no unseen/empty/extreme case for it.
+    assert set(cases) == {"null:x", "null:s", "null:all", "unseen:s", "empty:s", "extreme:x", "threshold:x"}
+    for name, frame in cases.items():
+        assert list(frame.columns) == ["x", "s", "b"], name
+        assert frame.index.tolist() == list(range(len(frame))), name
+
+
+def test_null_column_of_an_object_column_of_numbers_is_float_nan() -> None:
+    out = null_column(pd.Series([1, None, 2.5], dtype=object), ColumnSpec("x", "FP64", nullable=True))
+    assert out.dtype == np.float64 and out.isna().all()
+
+
+def test_integer_threshold_at_two_to_the_53_stays_below_it() -> None:
+    sig = Signature((ColumnSpec("n", "INT64", nullable=False),))
+    base = pd.DataFrame({"n": np.arange(4)})
+    values = edge_cases(base, sig, {"n": np.array([2.0**53])})["threshold:n"]["n"].tolist()
+    assert max(values) == 2**53 - 1 and 2**53 not in values
+
+
+def test_failure_message_counts_the_columns_it_does_not_show() -> None:
+    cols = {f"c{i}": np.arange(4, dtype=np.float64) for i in range(10)}  # 10 columns, 8 shown
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], **cols})
+
+    def candidate(f: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {"label": _reference(f)["label"], "probability": _reference(f)["probability"] + 1.0}
+
+    report, _ = run_parity_check(
+        _reference, candidate, {"rows": frame}, tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert "{'x': " in (report.failure or "") and "(+3 other columns)" in (report.failure or "")
+    report, _ = run_parity_check(
+        _reference, candidate, {"threshold:x": frame}, tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert "(+10 other columns)" in (report.failure or "")  # a threshold case shows its own column only
+    two, _ = run_parity_check(
+        _reference, _shifted(2 * TOL), _cases(), tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert "other columns" not in (two.failure or "")  # every column shown: nothing to count
