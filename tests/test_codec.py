@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -426,3 +427,35 @@ def test_unsigned_columns_are_range_checked_for_int32() -> None:
     assert out.dtype == np.int32 and out.tolist() == [0, 2**31 - 1]
     with pytest.raises(SchemaError, match=r"received 2147483648 at row 1 \(out of range \[-2\^31, 2\^31\)\)"):
         encode_column(INT32, np.array([0, 2**31], dtype=np.uint32))
+
+
+def test_a_single_json_integer_keeps_its_exact_value() -> None:
+    assert encode_column(INT, [2**53 + 1]).tolist() == [2**53 + 1]
+
+
+@pytest.mark.parametrize("unit", ["datetime64[ns]", "timedelta64[ns]"])
+def test_time_columns_for_a_number_input_are_rejected_by_dtype(unit: str) -> None:
+    raw = np.array([1, 2], dtype=unit)
+    with pytest.raises(SchemaError, match=rf"column 'x' expects FP64 numbers; received {re.escape(unit)} values"):
+        encode_column(NUM, raw)
+    with pytest.raises(SchemaError, match=r"column 'x' expects FP64 numbers; received \w+"):
+        encode_frame(Signature((NUM,)), pd.DataFrame({"x": raw}))  # pandas hands over Timestamps/Timedeltas
+
+
+def test_pandas_boolean_column_gets_the_same_error_as_a_numpy_bool_column() -> None:
+    sig = Signature((STRICT,))
+    messages = []
+    for column in (np.array([True, False]), pd.Series([True, False], dtype="boolean")):
+        with pytest.raises(SchemaError, match="booleans are not numbers") as info:
+            encode_frame(sig, pd.DataFrame({"x": column}))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "received booleans" in messages[0]
+
+
+def test_frame_from_columns_keeps_bool_and_number_columns_as_they_are() -> None:
+    from parity.codec import frame_from_columns
+
+    flag = ColumnSpec("b", "BOOL", nullable=False)
+    frame = frame_from_columns(Signature((flag, NUM)), {"b": np.array([True, False]), "x": np.array([1.0, np.nan])})
+    assert frame["b"].dtype == bool and frame["b"].tolist() == [True, False]
+    assert frame["x"].dtype == np.float64 and np.isnan(frame["x"][1])
