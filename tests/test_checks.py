@@ -196,6 +196,7 @@ def test_run_parity_check_fails_on_a_nan_output(nan_row: int) -> None:
     assert f"worst row {nan_row}" in failure and "exported=np.float64(nan)" in failure
     # The message quotes the Python value of the worst row itself, not of row 0 or 1.
     assert f"python=np.float64({nan_row / 10})" in failure
+    assert f"worst row {nan_row}: {{'x': np.float64({float(nan_row)}), " in failure  # that row's inputs
 
 
 def test_run_parity_check_records_a_python_failure_as_skipped() -> None:
@@ -373,3 +374,15 @@ def test_failure_message_counts_the_columns_it_does_not_show() -> None:
         _reference, _shifted(2 * TOL), _cases(), tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
     )
     assert "other columns" not in (two.failure or "")  # every column shown: nothing to count
+
+
+def test_no_nullable_column_means_no_null_cases() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False),))
+    assert set(edge_cases(pd.DataFrame({"x": [1.0, 2.0]}), sig, {})) == {"extreme:x"}
+
+
+def test_fractional_thresholds_survive_on_an_integer_typed_sample_of_a_float_input() -> None:
+    # The sample rows hold ints, but the input is FP64: a threshold at 2.5 must be tried as 2.5, not 2.
+    sig = Signature((ColumnSpec("x", "FP64", nullable=True),))
+    near = edge_cases(pd.DataFrame({"x": np.arange(4)}), sig, {"x": np.array([2.5])})["threshold:x"]["x"]
+    assert 2.5 in near.tolist() and np.nextafter(2.5, -np.inf) in near.tolist()

@@ -459,3 +459,36 @@ def test_frame_from_columns_keeps_bool_and_number_columns_as_they_are() -> None:
     frame = frame_from_columns(Signature((flag, NUM)), {"b": np.array([True, False]), "x": np.array([1.0, np.nan])})
     assert frame["b"].dtype == bool and frame["b"].tolist() == [True, False]
     assert frame["x"].dtype == np.float64 and np.isnan(frame["x"][1])
+
+
+def test_large_text_column_with_a_number_names_its_row() -> None:
+    with pytest.raises(SchemaError, match=r"expects BYTES \(text\); received int 3 at row 70"):
+        encode_column(TEXT, np.array(["a"] * 70 + [3], dtype=object))
+
+
+def test_large_arrow_timestamp_column_for_a_text_input_is_rejected() -> None:
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=70), dtype=pd.ArrowDtype(pa.timestamp("ns")))
+    with pytest.raises(SchemaError, match=r"column 's' expects BYTES \(text\); received Timestamp"):
+        encode_frame(Signature((TEXT,)), pd.DataFrame({"s": stamps}))
+
+
+def test_frame_from_columns_keeps_text_that_sorts_after_the_missing_marker() -> None:
+    from parity.codec import frame_from_columns
+
+    values = np.array(["\U0001f600", "\uffff", MISSING_STRING, "a"], dtype=object)
+    frame = frame_from_columns(Signature((TEXT,)), {"s": values})
+    out = frame["s"].tolist()
+    assert out[0] == "\U0001f600" and out[1] == "\uffff" and pd.isna(out[2]) and out[3] == "a"
+
+
+@pytest.mark.parametrize("values", [pa.array([1, 2, None]), pa.chunked_array([[1, 2]])])
+def test_arrow_numbers_for_a_text_input_are_rejected(values: Any) -> None:
+    with pytest.raises(SchemaError, match=r"column 's' expects BYTES \(text\); received \w+ 1(\.0)? at row 0"):
+        encode_column(TEXT, values)
+
+
+def test_arrow_text_columns_encode_with_nulls_as_the_marker() -> None:
+    out = encode_column(TEXT, pa.chunked_array([["a", None], ["b"]]))
+    assert out.tolist() == ["a", MISSING_STRING, "b"]
+    with pytest.raises(SchemaError, match=r"not nullable.*received null at row 1"):
+        encode_column(ColumnSpec("s", "BYTES", nullable=False), pa.array(["a", None], pa.large_string()))

@@ -266,6 +266,8 @@ def _encode_text_arrow(spec: ColumnSpec, arr: Any) -> np.ndarray | None:
     import pyarrow.compute as pc
 
     if isinstance(arr, pa.Array | pa.ChunkedArray):
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None  # numbers, dates...: the loop below names the first non-text value and its row
         text = arr
     else:
         try:
