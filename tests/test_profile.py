@@ -384,3 +384,13 @@ def test_negative_zero_is_stored_as_zero() -> None:
     col = profile_frame(pd.DataFrame({"x": [-0.5, -0.0]}), spec).columns["x"]
     assert isinstance(col, NumericProfile) and col.max == 0.0 and math.copysign(1.0, col.max) == 1.0
     assert '"max": 0.0' in json.dumps(col.to_dict())
+
+
+def test_profile_parquet_takes_paths_and_spec_by_name_and_options_only_by_name(tmp_path: Path) -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0])), "c": CategoricalSpec(("a",))})
+    pq.write_table(pa.table({"x": [0.5, 2.0], "c": ["a", "b"]}), tmp_path / "one.parquet")
+    prof = profile_parquet(paths=tmp_path / "one.parquet", spec=spec, columns=["x"])
+    x = prof.columns["x"]
+    assert isinstance(x, NumericProfile) and x.bins.tolist() == [0, 1, 1] and set(prof.columns) == {"x"}
+    with pytest.raises(TypeError):
+        profile_parquet(tmp_path / "one.parquet", spec, ["x"])  # type: ignore[misc]
