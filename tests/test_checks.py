@@ -301,6 +301,7 @@ def test_threshold_neighbours_of_a_negative_threshold_include_the_float32_one_be
     below = float(np.nextafter(np.float32(-2.5), np.float32(-np.inf)))
     above = float(np.nextafter(np.float32(-2.5), np.float32(np.inf)))
     assert below in near and above in near and below < -2.5 < above
+    assert np.nextafter(-2.5, -np.inf) in near and np.nextafter(-2.5, np.inf) in near  # float64 neighbours
 
 
 def test_integer_thresholds_beyond_float_precision_are_dropped() -> None:
