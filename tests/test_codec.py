@@ -492,3 +492,15 @@ def test_arrow_text_columns_encode_with_nulls_as_the_marker() -> None:
     assert out.tolist() == ["a", MISSING_STRING, "b"]
     with pytest.raises(SchemaError, match=r"not nullable.*received null at row 1"):
         encode_column(ColumnSpec("s", "BYTES", nullable=False), pa.array(["a", None], pa.large_string()))
+
+
+@pytest.mark.parametrize("values", [[1.0, 2.5], [1.0, np.inf]])
+def test_nullable_int64_refuses_fractions_and_infinities(values: list[float]) -> None:
+    # A nullable INT64 input still takes whole numbers only: the FP64 shortcut must not apply to it.
+    spec = ColumnSpec("n", "INT64", nullable=True)
+    with pytest.raises(
+        SchemaError, match=r"expects INT64 integers; received .* at row 1 \(integers must be finite and whole\)"
+    ):
+        encode_column(spec, values)
+    with pytest.raises(SchemaError, match=r"\(INT64\) cannot hold nulls"):
+        encode_column(spec, [1, None])

@@ -394,3 +394,11 @@ def test_profile_parquet_takes_paths_and_spec_by_name_and_options_only_by_name(t
     assert isinstance(x, NumericProfile) and x.bins.tolist() == [0, 1, 1] and set(prof.columns) == {"x"}
     with pytest.raises(TypeError):
         profile_parquet(tmp_path / "one.parquet", spec, ["x"])  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("kind", ["text", "ordinal", "Numeric"])
+def test_from_reference_rejects_unknown_kinds(kind: str) -> None:
+    with pytest.raises(
+        ProfileError, match=rf"column 'x': unknown kind '{kind}', expected numeric, categorical or boolean"
+    ):
+        ProfileSpec.from_reference(pd.DataFrame({"x": [1.0, 2.0]}), {"x": kind})  # type: ignore[dict-item]
