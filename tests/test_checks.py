@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from parity.checks import UNSEEN, compare_outputs, edge_cases, run_parity_check
+from parity.checks import UNSEEN, compare_outputs, edge_cases, null_column, run_parity_check
 from parity.errors import ParityMismatchError
 from parity.schema import ColumnSpec, Signature
 
@@ -192,7 +192,11 @@ def test_run_parity_check_fails_on_a_nan_output(nan_row: int) -> None:
     assert not report.passed
     assert report.outputs["probability"].worst_row == nan_row
     assert report.outputs["probability"].mismatches == (2 if nan_row == 0 else 1)
-    assert f"worst row {nan_row}" in (report.failure or "") and "exported=np.float64(nan)" in (report.failure or "")
+    failure = report.failure or ""
+    assert f"worst row {nan_row}" in failure and "exported=np.float64(nan)" in failure
+    # The message quotes the Python value of the worst row itself, not of row 0 or 1.
+    assert f"python=np.float64({nan_row / 10})" in failure
+    assert f"worst row {nan_row}: {{'x': np.float64({float(nan_row)}), " in failure  # that row's inputs
 
 
 def test_run_parity_check_records_a_python_failure_as_skipped() -> None:
@@ -265,3 +269,121 @@ def test_one_nullable_column_has_no_all_nulls_case() -> None:
     cases = edge_cases(base, sig, {})
     assert set(cases) == {"null:x", "extreme:x", "extreme:n"}
     assert len(cases["null:x"]) == 5  # min(rows, 16)
+
+
+def test_worst_case_is_the_first_case_reaching_the_largest_diff() -> None:
+    # Two identical cases tie on the diff: the report names the first, where the user would look first.
+    frame = _cases()["rows"]
+    cases = {"first": frame, "second": frame.copy()}
+    report, _ = run_parity_check(
+        _reference, _shifted(2 * TOL), cases, tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert report.outputs["probability"].worst_case == "first"
+    assert report.outputs["probability"].mismatches == 8
+
+
+def test_null_column_keeps_the_float_width_and_widens_integers_and_bools() -> None:
+    index = pd.RangeIndex(3)
+    f32 = null_column(pd.Series(np.ones(3, dtype=np.float32), index=index), ColumnSpec("f", "FP32", nullable=True))
+    assert f32.dtype == np.float32 and f32.isna().all()
+    ints = null_column(pd.Series(np.arange(3), index=index), ColumnSpec("n", "INT64", nullable=True))
+    assert ints.dtype == np.float64 and ints.isna().all()  # int64 cannot hold NaN
+    flags = null_column(pd.Series([True, False, True]), ColumnSpec("b", "BOOL", nullable=True))
+    assert flags.dtype == np.float64 and flags.isna().all()  # a bool column with nulls is 0/1/NaN
+    text = null_column(pd.Series(["a", "b", "a"], dtype=object), ColumnSpec("s", "BYTES", nullable=True))
+    assert text.isna().all() and text.dtype == object
+
+
+def test_threshold_neighbours_of_a_negative_threshold_include_the_float32_one_below() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False),))
+    base = pd.DataFrame({"x": np.arange(4, dtype=np.float64)})
+    near = edge_cases(base, sig, {"x": np.array([-2.5])})["threshold:x"]["x"].to_numpy()
+    below = float(np.nextafter(np.float32(-2.5), np.float32(-np.inf)))
+    above = float(np.nextafter(np.float32(-2.5), np.float32(np.inf)))
+    assert below in near and above in near and below < -2.5 < above
+    assert np.nextafter(-2.5, -np.inf) in near and np.nextafter(-2.5, np.inf) in near  # float64 neighbours
+
+
+def test_integer_thresholds_beyond_float_precision_are_dropped() -> None:
+    # Above 2^53 a float64 cannot tell neighbouring integers apart: no threshold values there.
+    sig = Signature((ColumnSpec("n", "INT64", nullable=False),))
+    base = pd.DataFrame({"n": np.arange(4)})
+    cases = edge_cases(base, sig, {"n": np.array([1_000_000.5, 1e17])})
+    assert cases["threshold:n"]["n"].tolist() == [1_000_000, 1_000_001]
+
+
+def test_threshold_case_keeps_4000_values_and_samples_beyond() -> None:
+    # 500 thresholds make exactly 4000 distinct neighbours: all kept; 501 make 4008: a sample of 4000.
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False),))
+    base = pd.DataFrame({"x": np.arange(4, dtype=np.float64)})
+    thresholds = np.arange(500) + 0.1
+    kept = edge_cases(base, sig, {"x": thresholds})["threshold:x"]["x"].to_numpy()
+    assert len(kept) == 4000 and np.isin(thresholds, kept).all()
+    sampled = edge_cases(base, sig, {"x": np.arange(501) + 0.1})["threshold:x"]["x"].to_numpy()
+    assert len(sampled) == 4000 and len(np.unique(sampled)) == 4000
+    again = edge_cases(base, sig, {"x": np.arange(501) + 0.1})["threshold:x"]["x"].to_numpy()
+    np.testing.assert_array_equal(sampled, again)  # seeded: the same sample every time
+
+
+def test_every_edge_case_has_the_input_columns_and_a_fresh_index() -> None:
+    sig = Signature(
+        (
+            ColumnSpec("x", "FP64", nullable=True),
+            ColumnSpec("s", "BYTES", nullable=True, categories=("a",)),
+            ColumnSpec("b", "BOOL", nullable=False),
+        )
+    )
+    base = pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0], "s": ["a", "a", "a"], "b": [True, False, True]}, index=pd.Index([10, 20, 30])
+    )
+    cases = edge_cases(base, sig, {"x": np.array([1.5])})
+    # A bool column is neither text nor a number: no unseen/empty/extreme case for it.
+    assert set(cases) == {"null:x", "null:s", "null:all", "unseen:s", "empty:s", "extreme:x", "threshold:x"}
+    for name, frame in cases.items():
+        assert list(frame.columns) == ["x", "s", "b"], name
+        assert frame.index.tolist() == list(range(len(frame))), name
+
+
+def test_null_column_of_an_object_column_of_numbers_is_float_nan() -> None:
+    out = null_column(pd.Series([1, None, 2.5], dtype=object), ColumnSpec("x", "FP64", nullable=True))
+    assert out.dtype == np.float64 and out.isna().all()
+
+
+def test_integer_threshold_at_two_to_the_53_stays_below_it() -> None:
+    sig = Signature((ColumnSpec("n", "INT64", nullable=False),))
+    base = pd.DataFrame({"n": np.arange(4)})
+    values = edge_cases(base, sig, {"n": np.array([2.0**53])})["threshold:n"]["n"].tolist()
+    assert max(values) == 2**53 - 1 and 2**53 not in values
+
+
+def test_failure_message_counts_the_columns_it_does_not_show() -> None:
+    cols = {f"c{i}": np.arange(4, dtype=np.float64) for i in range(10)}  # 10 columns, 8 shown
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], **cols})
+
+    def candidate(f: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {"label": _reference(f)["label"], "probability": _reference(f)["probability"] + 1.0}
+
+    report, _ = run_parity_check(
+        _reference, candidate, {"rows": frame}, tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert "{'x': " in (report.failure or "") and "(+3 other columns)" in (report.failure or "")
+    report, _ = run_parity_check(
+        _reference, candidate, {"threshold:x": frame}, tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert "(+10 other columns)" in (report.failure or "")  # a threshold case shows its own column only
+    two, _ = run_parity_check(
+        _reference, _shifted(2 * TOL), _cases(), tolerance=TOL, precision="p", runtime="r", raise_on_failure=False
+    )
+    assert "other columns" not in (two.failure or "")  # every column shown: nothing to count
+
+
+def test_no_nullable_column_means_no_null_cases() -> None:
+    sig = Signature((ColumnSpec("x", "FP64", nullable=False),))
+    assert set(edge_cases(pd.DataFrame({"x": [1.0, 2.0]}), sig, {})) == {"extreme:x"}
+
+
+def test_fractional_thresholds_survive_on_an_integer_typed_sample_of_a_float_input() -> None:
+    # The sample rows hold ints, but the input is FP64: a threshold at 2.5 must be tried as 2.5, not 2.
+    sig = Signature((ColumnSpec("x", "FP64", nullable=True),))
+    near = edge_cases(pd.DataFrame({"x": np.arange(4)}), sig, {"x": np.array([2.5])})["threshold:x"]["x"]
+    assert 2.5 in near.tolist() and np.nextafter(2.5, -np.inf) in near.tolist()

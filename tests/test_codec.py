@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -407,3 +408,161 @@ def test_every_datatype_table_covers_exactly_the_signature_datatypes() -> None:
     assert f'"datatype": {{"enum": {json.dumps(list(DATATYPES))}}}' in manifest
     request_input = openapi_document()["components"]["schemas"]["RequestInput"]
     assert request_input["properties"]["datatype"]["enum"] == list(DATATYPES)
+
+
+INT32 = ColumnSpec("k", "INT32", nullable=False)
+
+
+def test_int64_python_ints_keep_exact_values_beyond_float_precision() -> None:
+    big = 2**53 + 1  # a JSON integer: a detour through floats would make it 2^53
+    out = encode_column(INT, [big, -(2**62) - 1])
+    assert out.dtype == np.int64 and out.tolist() == [big, -(2**62) - 1]
+
+
+def test_int64_python_int_beyond_the_range_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match=r"expects INT64 integers; received .* at row 1 \(out of range") as info:
+        encode_column(INT, [1, 2**63])
+    assert info.value.column == "n"
+
+
+def test_int32_accepts_its_whole_range_including_negatives() -> None:
+    values = [-5, -(2**31), 2**31 - 1, 0]
+    for given in (values, np.array(values, dtype=np.int64)):
+        out = encode_column(INT32, given)
+        assert out.dtype == np.int32 and out.tolist() == values
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1])
+def test_int32_rejects_integers_outside_its_range(value: int) -> None:
+    with pytest.raises(SchemaError, match=rf"received {value} at row 1 \(out of range \[-2\^31, 2\^31\)\)"):
+        encode_column(INT32, np.array([1, value], dtype=np.int64))
+
+
+def test_uint64_beyond_int64_is_rejected_in_columns_and_frames() -> None:
+    raw = np.array([3, 2**63], dtype=np.uint64)
+    with pytest.raises(SchemaError, match=r"received 9223372036854775808 at row 1 \(out of range \[-2\^63, 2\^63\)\)"):
+        encode_column(INT, raw)
+    with pytest.raises(SchemaError, match=r"at row 1 \(out of range"):
+        encode_frame(Signature((INT,)), pd.DataFrame({"n": raw}))
+    ok = encode_frame(Signature((INT,)), pd.DataFrame({"n": np.array([3, 2**63 - 1], dtype=np.uint64)}))
+    assert ok["n"].dtype == np.int64 and ok["n"].tolist() == [3, 2**63 - 1]
+
+
+def test_encode_frame_float_column_for_int64_is_checked_and_cast() -> None:
+    sig = Signature((INT,))
+    with pytest.raises(SchemaError, match=r"expects INT64 integers; received 2.5 at row 1"):
+        encode_frame(sig, pd.DataFrame({"n": [1.0, 2.5]}))
+    out = encode_frame(sig, pd.DataFrame({"n": [1.0, -2.0]}))
+    assert out["n"].dtype == np.int64 and out["n"].tolist() == [1, -2]
+
+
+def test_fp64_column_made_of_bools_with_nulls_accepts_booleans() -> None:
+    # Training bools with nulls become an FP64 0/1/NaN column: serving may send true/false/null again.
+    flags = ColumnSpec("f", "FP64", nullable=True, minimum=0.0, maximum=1.0)
+    out = encode_column(flags, [True, None, False])
+    assert out.dtype == np.float64 and out[0] == 1.0 and np.isnan(out[1]) and out[2] == 0.0
+    frame = encode_frame(Signature((flags,)), pd.DataFrame({"f": pd.Series([True, None, False], dtype=object)}))
+    assert frame["f"][0] == 1.0 and np.isnan(frame["f"][1]) and frame["f"][2] == 0.0
+    wider = ColumnSpec("f", "FP64", nullable=True, minimum=0.0, maximum=2.0)  # a real number column
+    with pytest.raises(SchemaError, match="booleans are not numbers"):
+        encode_column(wider, [True, None, False])
+
+
+@pytest.mark.parametrize("error", [TypeError, AttributeError])
+def test_decode_outputs_falls_back_when_the_fast_pandas_constructor_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    from parity.codec import decode_outputs
+    from parity.schema import OutputSpec
+
+    def broken(*args: Any, **kwargs: Any) -> pd.DataFrame:
+        raise error("changed in this pandas version")
+
+    monkeypatch.setattr(pd.DataFrame, "_from_arrays", broken)
+    sig = Signature((NUM,)).with_outputs([OutputSpec("b", "FP64"), OutputSpec("a", "FP64")])
+    df = decode_outputs(sig, {"a": np.array([1.0, 2.0]), "b": np.array([3.0, 4.0])}, index=pd.Index([5, 6]))
+    assert list(df.columns) == ["b", "a"] and df["b"].tolist() == [3.0, 4.0] and list(df.index) == [5, 6]
+
+
+def test_unsigned_columns_are_range_checked_for_int32() -> None:
+    out = encode_column(INT32, np.array([0, 2**31 - 1], dtype=np.uint32))
+    assert out.dtype == np.int32 and out.tolist() == [0, 2**31 - 1]
+    with pytest.raises(SchemaError, match=r"received 2147483648 at row 1 \(out of range \[-2\^31, 2\^31\)\)"):
+        encode_column(INT32, np.array([0, 2**31], dtype=np.uint32))
+
+
+def test_a_single_json_integer_keeps_its_exact_value() -> None:
+    assert encode_column(INT, [2**53 + 1]).tolist() == [2**53 + 1]
+
+
+@pytest.mark.parametrize("unit", ["datetime64[ns]", "timedelta64[ns]"])
+def test_time_columns_for_a_number_input_are_rejected_by_dtype(unit: str) -> None:
+    raw = np.array([1, 2], dtype=unit)
+    with pytest.raises(SchemaError, match=rf"column 'x' expects FP64 numbers; received {re.escape(unit)} values"):
+        encode_column(NUM, raw)
+    with pytest.raises(SchemaError, match=r"column 'x' expects FP64 numbers; received \w+"):
+        encode_frame(Signature((NUM,)), pd.DataFrame({"x": raw}))  # pandas hands over Timestamps/Timedeltas
+
+
+def test_pandas_boolean_column_gets_the_same_error_as_a_numpy_bool_column() -> None:
+    sig = Signature((STRICT,))
+    messages = []
+    for column in (np.array([True, False]), pd.Series([True, False], dtype="boolean")):
+        with pytest.raises(SchemaError, match="booleans are not numbers") as info:
+            encode_frame(sig, pd.DataFrame({"x": column}))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "received booleans" in messages[0]
+
+
+def test_frame_from_columns_keeps_bool_and_number_columns_as_they_are() -> None:
+    from parity.codec import frame_from_columns
+
+    flag = ColumnSpec("b", "BOOL", nullable=False)
+    frame = frame_from_columns(Signature((flag, NUM)), {"b": np.array([True, False]), "x": np.array([1.0, np.nan])})
+    assert frame["b"].dtype == bool and frame["b"].tolist() == [True, False]
+    assert frame["x"].dtype == np.float64 and np.isnan(frame["x"][1])
+
+
+def test_large_text_column_with_a_number_names_its_row() -> None:
+    with pytest.raises(SchemaError, match=r"expects BYTES \(text\); received int 3 at row 70"):
+        encode_column(TEXT, np.array(["a"] * 70 + [3], dtype=object))
+
+
+def test_large_arrow_timestamp_column_for_a_text_input_is_rejected() -> None:
+    stamps = pd.Series(pd.date_range("2024-01-01", periods=70), dtype=pd.ArrowDtype(pa.timestamp("ns")))
+    with pytest.raises(SchemaError, match=r"column 's' expects BYTES \(text\); received Timestamp"):
+        encode_frame(Signature((TEXT,)), pd.DataFrame({"s": stamps}))
+
+
+def test_frame_from_columns_keeps_text_that_sorts_after_the_missing_marker() -> None:
+    from parity.codec import frame_from_columns
+
+    values = np.array(["\U0001f600", "\uffff", MISSING_STRING, "a"], dtype=object)
+    frame = frame_from_columns(Signature((TEXT,)), {"s": values})
+    out = frame["s"].tolist()
+    assert out[0] == "\U0001f600" and out[1] == "\uffff" and pd.isna(out[2]) and out[3] == "a"
+
+
+@pytest.mark.parametrize("values", [pa.array([1, 2, None]), pa.chunked_array([[1, 2]])])
+def test_arrow_numbers_for_a_text_input_are_rejected(values: Any) -> None:
+    with pytest.raises(SchemaError, match=r"column 's' expects BYTES \(text\); received \w+ 1(\.0)? at row 0"):
+        encode_column(TEXT, values)
+
+
+def test_arrow_text_columns_encode_with_nulls_as_the_marker() -> None:
+    out = encode_column(TEXT, pa.chunked_array([["a", None], ["b"]]))
+    assert out.tolist() == ["a", MISSING_STRING, "b"]
+    with pytest.raises(SchemaError, match=r"not nullable.*received null at row 1"):
+        encode_column(ColumnSpec("s", "BYTES", nullable=False), pa.array(["a", None], pa.large_string()))
+
+
+@pytest.mark.parametrize("values", [[1.0, 2.5], [1.0, np.inf]])
+def test_nullable_int64_refuses_fractions_and_infinities(values: list[float]) -> None:
+    # A nullable INT64 input still takes whole numbers only: the FP64 shortcut must not apply to it.
+    spec = ColumnSpec("n", "INT64", nullable=True)
+    with pytest.raises(
+        SchemaError, match=r"expects INT64 integers; received .* at row 1 \(integers must be finite and whole\)"
+    ):
+        encode_column(spec, values)
+    with pytest.raises(SchemaError, match=r"\(INT64\) cannot hold nulls"):
+        encode_column(spec, [1, None])

@@ -189,7 +189,7 @@ def test_merge_of_partitions_equals_whole(rows: list[tuple[Any, Any, Any]], cuts
 def test_merge_rejects_different_specs() -> None:
     a = Profile.empty(_spec())
     b = Profile.empty(ProfileSpec({**_spec().columns, "x": NumericSpec(np.array([0.0, 1.0]))}))
-    with pytest.raises(ProfileError, match="'x'"):
+    with pytest.raises(ProfileError, match=r"differing columns: \['x'\]\)"):  # only x: equal specs are not listed
         a.merge(b)
 
 
@@ -320,3 +320,99 @@ def test_profile_frame_rejects_non_frames_and_names_a_missing_column() -> None:
         profile_frame(pa.table({"y": [1.0]}), spec)
     with pytest.raises(ProfileError, match=r"options \['top_k'\] only apply when the spec is derived"):
         profile_frame(pd.DataFrame({"x": [1.0]}), spec, top_k=3)
+
+
+def test_quantile_zero_is_the_minimum_even_after_empty_bins() -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0, 2.0, 3.0]))})
+    col = profile_frame(pd.DataFrame({"x": [1.5, 1.75, 2.5]}), spec).columns["x"]
+    assert isinstance(col, NumericProfile) and col.bins.tolist() == [0, 0, 2, 1, 0]  # the first two bins are empty
+    assert col.quantile(0.0) == 1.5 and col.quantile(-1.0) == 1.5  # q is clipped to [0, 1]
+    assert col.quantile(1.0) == 2.5 and col.quantile(2.0) == 2.5  # the overflow bin is empty: no 0/0
+
+
+@pytest.mark.parametrize(("distinct", "known"), [(1000, True), (1001, False)])
+def test_rare_training_values_are_kept_up_to_1000_distinct(distinct: int, known: bool) -> None:
+    # Up to 1000 distinct training values, a rare one served again is not unseen; beyond, only the top-K count.
+    train = pd.DataFrame({"c": [f"v{i:04d}" for i in range(distinct)] + ["v0000"]})
+    spec = ProfileSpec.from_reference(train, top_k=2)
+    c = spec.columns["c"]
+    assert isinstance(c, CategoricalSpec) and c.categories == ("v0000", "v0001")
+    assert (c.rare is not None) == known and (c.rare is None or len(c.rare) == distinct - 2)
+    col = profile_frame(pd.DataFrame({"c": ["v0500", "new"]}), spec).columns["c"]
+    assert isinstance(col, CategoricalProfile) and col.other == 2
+    assert col.unseen == (1 if known else 2) and col.unseen_examples == (["new"] if known else ["new", "v0500"])
+
+
+def test_categorical_spec_repr_shows_only_its_fields() -> None:
+    assert repr(CategoricalSpec(("a",), ("b",))) == "CategoricalSpec(categories=('a',), rare=('b',))"
+
+
+def test_large_profiles_round_trip() -> None:
+    # Counts beyond the small-int cache: the consistency checks must compare values, not identities.
+    n = 300
+    df = pd.DataFrame(
+        {"x": np.linspace(-20, 20, n), "c": ["a", "b", None] * (n // 3), "b": [True, False, None] * (n // 3)}
+    )
+    prof = profile_frame(df, _spec())
+    assert Profile.from_dict(json.loads(json.dumps(prof.to_dict()))) == prof
+
+
+@pytest.mark.parametrize(
+    ("column", "field", "value"),
+    [("c", "unseen", 4), ("b", "true", 4)],  # 4 rows, 1 null: at most 3 non-null values can be unseen/true
+)
+def test_from_dict_rejects_counts_beyond_the_non_null_rows(column: str, field: str, value: int) -> None:
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "c": ["zz", "zz", "zz", None], "b": [True, True, True, None]})
+    d = json.loads(json.dumps(profile_frame(df, _spec()).to_dict()))
+    assert Profile.from_dict(d) is not None
+    d["columns"][column][field] = value
+    with pytest.raises(ProfileError, match="counts do not add up"):
+        Profile.from_dict(d)
+
+
+@pytest.mark.parametrize("change", ["extra", "missing"])
+def test_from_dict_rejects_columns_that_differ_from_the_spec(change: str) -> None:
+    d = json.loads(json.dumps(profile_frame(pd.DataFrame({"x": [1.0], "c": ["a"], "b": [True]}), _spec()).to_dict()))
+    if change == "extra":
+        d["columns"]["y"] = d["columns"]["x"]
+    else:
+        del d["columns"]["x"]
+    with pytest.raises(ProfileError, match="differ from its spec"):
+        Profile.from_dict(d)
+
+
+def test_integer_and_decimal_arrow_columns_profile_like_floats() -> None:
+    from decimal import Decimal
+
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0, 2.0]))})
+    floats = profile_frame(pa.table({"x": pa.array([0.5, None, 1.5, 3.0])}), spec)
+    ints = profile_frame(pa.table({"x": pa.array([0, None, 1, 3], pa.int32())}), spec).columns["x"]
+    assert isinstance(ints, NumericProfile) and ints.bins.tolist() == [0, 1, 1, 1] and ints.nulls == 1
+    assert ints.mean == pytest.approx(4 / 3)
+    decimals = pa.array([Decimal("0.5"), None, Decimal("1.5"), Decimal("3.0")], pa.decimal128(4, 1))
+    assert profile_frame(pa.table({"x": decimals}), spec) == floats
+
+
+def test_negative_zero_is_stored_as_zero() -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([-1.0, 1.0]))})
+    col = profile_frame(pd.DataFrame({"x": [-0.5, -0.0]}), spec).columns["x"]
+    assert isinstance(col, NumericProfile) and col.max == 0.0 and math.copysign(1.0, col.max) == 1.0
+    assert '"max": 0.0' in json.dumps(col.to_dict())
+
+
+def test_profile_parquet_takes_paths_and_spec_by_name_and_options_only_by_name(tmp_path: Path) -> None:
+    spec = ProfileSpec({"x": NumericSpec(np.array([0.0, 1.0])), "c": CategoricalSpec(("a",))})
+    pq.write_table(pa.table({"x": [0.5, 2.0], "c": ["a", "b"]}), tmp_path / "one.parquet")
+    prof = profile_parquet(paths=tmp_path / "one.parquet", spec=spec, columns=["x"])
+    x = prof.columns["x"]
+    assert isinstance(x, NumericProfile) and x.bins.tolist() == [0, 1, 1] and set(prof.columns) == {"x"}
+    with pytest.raises(TypeError):
+        profile_parquet(tmp_path / "one.parquet", spec, ["x"])  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("kind", ["text", "ordinal", "Numeric"])
+def test_from_reference_rejects_unknown_kinds(kind: str) -> None:
+    with pytest.raises(
+        ProfileError, match=rf"column 'x': unknown kind '{kind}', expected numeric, categorical or boolean"
+    ):
+        ProfileSpec.from_reference(pd.DataFrame({"x": [1.0, 2.0]}), {"x": kind})  # type: ignore[dict-item]

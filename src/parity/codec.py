@@ -215,8 +215,13 @@ def _check_integers(spec: ColumnSpec, out: np.ndarray) -> None:
     lo, hi = _INT_BOUNDS[spec.datatype]
     if out.dtype.kind == "f":
         bad = ~np.isfinite(out) | (np.floor(out) != out) | (out < lo) | (out >= hi)
+    elif out.dtype.kind == "u":
+        # Compared as uint64: against the float bound, 2^63 - 1 would round up to 2^63 and be refused.
+        bad = out > np.uint64(int(hi) - 1)
+    elif spec.datatype == "INT32":
+        bad = (out < int(lo)) | (out > int(hi) - 1)
     else:
-        bad = (out < lo) | (out >= hi) if out.dtype.kind == "u" or spec.datatype == "INT32" else None
+        bad = None  # a signed integer array always fits INT64
     if bad is None or not bad.any():
         return
     row = int(np.flatnonzero(bad)[0])
@@ -334,6 +339,8 @@ def _encode_text_arrow(spec: ColumnSpec, arr: Any) -> np.ndarray | None:
     import pyarrow.compute as pc
 
     if isinstance(arr, pa.Array | pa.ChunkedArray):
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None  # numbers, dates...: the loop below names the first non-text value and its row
         text = arr
     else:
         try:
