@@ -707,3 +707,14 @@ def test_list_and_versions_order_and_empty_models(reg: Registry, tmp_path: Path)
         reg.get("empty")
     with pytest.raises(NotFoundError, match=r"models: churn, empty$"):
         reg.get("noindex")
+
+
+def test_with_no_grace_every_staging_folder_but_the_push_s_own_is_debris(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry(home, stale_after_s=0)
+    reg.push(make_artifact(tmp_path / "a", files={"m": b"1"}))
+    other = home / "registry/models/churn/.staging/other"
+    other.mkdir(parents=True)
+    v = reg.push(make_artifact(tmp_path / "b", files={"m": b"2"}))  # its own staging folder is kept to commit
+    assert v.version == 2 and (v.path / "m").read_bytes() == b"2"
+    assert not other.exists()
