@@ -165,3 +165,9 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
         raise ValueError("boom")
     assert try_lock()  # released on an exception too
     assert path.is_file()  # never deleted (see LocalStorage.lock)
+
+
+def test_lock_works_on_a_root_that_does_not_exist_yet(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "new" / "registry")
+    with storage.lock("churn"):  # the first thing a fresh registry may do
+        assert (tmp_path / "new" / "registry" / "locks" / "churn.lock").is_file()
