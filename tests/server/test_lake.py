@@ -455,3 +455,17 @@ def test_wal_recovery_never_publishes_a_file_twice_and_skips_a_torn_tail(tmp_pat
     empty.close(remove=True)  # nothing pending: the directory goes
     assert not empty.directory.exists()
     assert recover(tmp_path / "no-wal-here", pub) == 0
+
+
+def test_queued_rows_and_bytes_return_to_zero_once_published(tmp_path: Path) -> None:
+    numbers = {"a": np.zeros(10), "b": np.zeros(10, dtype=np.int32)}
+    assert LakeWriter.estimate_bytes(numbers) == 10 * 8 + 10 * 4  # numeric columns: their buffers
+    assert LakeWriter.estimate_bytes({"s": np.array(["x", "y", "z"], dtype=object)}) == 3 * 48  # per str
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
+        inputs, outputs = _request(5)
+        lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0)
+        columns_bytes = LakeWriter.estimate_bytes(inputs) + LakeWriter.estimate_bytes(outputs)
+        assert lake.queued == 5 and lake.queued_bytes > columns_bytes
+        lake.flush()
+        assert (lake.queued, lake.queued_bytes, lake.written) == (0, 0, 5)
+        assert lake.status()["queued_bytes"] == 0 and lake.last_flush is not None
