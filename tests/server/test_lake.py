@@ -469,3 +469,15 @@ def test_queued_rows_and_bytes_return_to_zero_once_published(tmp_path: Path) -> 
         lake.flush()
         assert (lake.queued, lake.queued_bytes, lake.written) == (0, 0, 5)
         assert lake.status()["queued_bytes"] == 0 and lake.last_flush is not None
+
+
+def test_the_byte_bound_admits_up_to_exactly_its_size(tmp_path: Path) -> None:
+    inputs, outputs = _request(4)
+    common = {"model": "m", "version": 1, "signature": SIG, "inputs": inputs, "outputs": outputs, "latency_ms": 1.0}
+    with LakeWriter(tmp_path / "probe", flush_interval_s=60) as probe:
+        probe.write(request_id="r", **common)  # type: ignore[arg-type]
+        size = probe.queued_bytes  # what one such request counts against the bound
+    for bound, accepted in ((2 * size, [True, True]), (2 * size - 1, [True, False])):
+        with LakeWriter(tmp_path / str(bound), flush_interval_s=60, max_queue_bytes=bound, overflow="drop") as lake:
+            assert [lake.write(request_id="r", **common) for _ in range(2)] == accepted  # type: ignore[arg-type]
+            assert lake.has_room(0, bound - lake.queued_bytes) and not lake.has_room(0, bound - lake.queued_bytes + 1)
