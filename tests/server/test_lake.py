@@ -87,7 +87,7 @@ def test_queue_bound_and_closed_writer_drop(tmp_path: Path) -> None:
 def test_startup_check_refuses_an_unwritable_root(tmp_path: Path) -> None:
     blocker = tmp_path / "lake"
     blocker.write_text("not a directory")
-    with pytest.raises(LakeError, match="not writable"):
+    with pytest.raises(LakeError, match=r"not writable \(File exists\); pass a writable directory"):
         LakeWriter(blocker, flush_interval_s=60)
 
 
@@ -481,3 +481,14 @@ def test_the_byte_bound_admits_up_to_exactly_its_size(tmp_path: Path) -> None:
         with LakeWriter(tmp_path / str(bound), flush_interval_s=60, max_queue_bytes=bound, overflow="drop") as lake:
             assert [lake.write(request_id="r", **common) for _ in range(2)] == accepted  # type: ignore[arg-type]
             assert lake.has_room(0, bound - lake.queued_bytes) and not lake.has_room(0, bound - lake.queued_bytes + 1)
+
+
+def test_a_request_id_counts_its_length_against_the_byte_bound(tmp_path: Path) -> None:
+    inputs, outputs = _request(2)
+    sizes = []
+    for request_id in ("r", "r" * 1000):
+        with LakeWriter(tmp_path / str(len(request_id)), flush_interval_s=60) as lake:
+            lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs,
+                       request_id=request_id, latency_ms=1.0)  # fmt: skip
+            sizes.append(lake.queued_bytes)
+    assert sizes[1] - sizes[0] == 999  # stored once per request (dictionary-encoded), byte for byte
