@@ -182,6 +182,7 @@ TOMLEOF
   export PYTHONPATH=$work/repo/src:$work/repo OPENBLAS_NUM_THREADS=1
   local server=""
   if [[ "${MUTATION_RUNNER:-forkserver}" == forkserver ]]; then
+    rm -f "$work/server.sock"  # a re-run's old socket would pass the wait below before the server binds
     "$PY" "$ROOT/scripts/mutation_forkserver.py" serve "$work/server.sock" > "$work/server.log" 2>&1 &
     server=$!
     for _ in $(seq 1200); do [[ -S "$work/server.sock" ]] && break; sleep 0.1; done
