@@ -492,3 +492,20 @@ def test_a_request_id_counts_its_length_against_the_byte_bound(tmp_path: Path) -
                        request_id=request_id, latency_ms=1.0)  # fmt: skip
             sizes.append(lake.queued_bytes)
     assert sizes[1] - sizes[0] == 999  # stored once per request (dictionary-encoded), byte for byte
+
+
+def test_put_in_block_mode_gives_up_at_its_deadline(tmp_path: Path) -> None:
+    (tmp_path / "model=m").write_text("in the way")  # writes fail: the queue never drains
+    inputs, outputs = _request(6)
+    common = {"model": "m", "version": 1, "signature": SIG, "inputs": inputs, "outputs": outputs, "latency_ms": 1.0}
+    with LakeWriter(tmp_path, flush_interval_s=60, max_queue_rows=8) as lake:
+        assert asyncio.run(lake.put(request_id="a", **common))  # type: ignore[arg-type]
+
+        async def late() -> None:
+            # The outer bound only matters if the deadline is not honoured (the failing case).
+            await asyncio.wait_for(lake.put(request_id="b", timeout=0.05, **common), 30)  # type: ignore[arg-type]
+
+        with pytest.raises(LakeFullError, match="no room for this request's rows within its deadline"):
+            asyncio.run(late())
+        assert lake.blocked == 6 and lake.queued == 6
+        (tmp_path / "model=m").unlink()
