@@ -503,7 +503,7 @@ def test_put_in_block_mode_gives_up_at_its_deadline(tmp_path: Path) -> None:
 
         async def late() -> None:
             # The outer bound only matters if the deadline is not honoured (the failing case).
-            await asyncio.wait_for(lake.put(request_id="b", timeout=0.05, **common), 30)  # type: ignore[arg-type]
+            await asyncio.wait_for(lake.put(request_id="b", timeout=0.05, **common), 10)  # type: ignore[arg-type]
 
         with pytest.raises(LakeFullError, match="no room for this request's rows within its deadline"):
             asyncio.run(late())
