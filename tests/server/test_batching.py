@@ -88,7 +88,9 @@ def test_close_drains_then_refuses() -> None:
         b = Batcher(model, max_batch_size=8, inline_max_rows=0)  # thread path
         pending = [asyncio.ensure_future(b.submit(_cols(i), 1)) for i in range(20)]
         await asyncio.sleep(0)
+        assert b.closed is False
         await b.close()
+        assert b.closed is True
         assert all(p.done() for p in pending)
         assert [p.result()["y"][0] for p in pending] == [2.0 * i for i in range(20)]
         with pytest.raises(ModelNotReady):
