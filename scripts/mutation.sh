@@ -212,8 +212,10 @@ import sqlite3
 import sys
 
 db = sqlite3.connect(sys.argv[1])
+# Job ids are random uuids: order by what the mutant is, so the same seed gives the same sample.
 pending = [r[0] for r in db.execute(
-    "select job_id from work_items where job_id not in (select job_id from work_results) order by job_id"
+    "select s.job_id from mutation_specs s where s.job_id not in (select job_id from work_results)"
+    " order by s.module_path, s.start_pos_row, s.start_pos_col, s.operator_name, s.occurrence"
 )]
 random.Random(0).shuffle(pending)
 drop = pending[int(sys.argv[2]):]
