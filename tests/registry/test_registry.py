@@ -50,6 +50,13 @@ def rewrite(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def age(path: Path, seconds: float) -> None:
+    """Make a folder look untouched for ``seconds`` (what a crashed push's staging looks like later)."""
+    past = time.time() - seconds
+    for p in [path, *path.rglob("*")]:
+        os.utime(p, (past, past), follow_symlinks=False)
+
+
 @pytest.fixture
 def reg(tmp_path: Path) -> Registry:
     return Registry(tmp_path / "home")
@@ -519,12 +526,6 @@ def _edit_index(home: Path, edit: Any) -> None:
     path.write_bytes(canonical_json(index))
 
 
-def _make_old(path: Path, seconds: float) -> None:
-    past = time.time() - seconds
-    for p in [path, *path.rglob("*")]:
-        os.utime(p, (past, past), follow_symlinks=False)
-
-
 def test_find_debris_names_stale_staging_orphan_versions_and_temp_files(tmp_path: Path) -> None:
     home = tmp_path / "home"
     reg = Registry(home, stale_after_s=100)
@@ -533,8 +534,8 @@ def test_find_debris_names_stale_staging_orphan_versions_and_temp_files(tmp_path
     for name in ("old", "young", "mine"):
         (model / ".staging" / name).mkdir(parents=True)
         (model / ".staging" / name / "f").write_bytes(b"x")
-    _make_old(model / ".staging" / "old", 200)
-    _make_old(model / ".staging" / "mine", 200)
+    age(model / ".staging" / "old", 200)
+    age(model / ".staging" / "mine", 200)
     (model / "versions" / "7").mkdir()  # renamed, never in the index
     (model / "versions" / "tmp-x").mkdir()  # not even a number
     (model / ".index.json.abc.tmp").write_bytes(b"half")
@@ -567,7 +568,7 @@ def test_a_push_cleans_debris_but_keeps_young_staging(tmp_path: Path) -> None:
     model = home / "registry" / "models" / "churn"
     (model / ".staging" / "young").mkdir()
     (model / ".staging" / "old").mkdir()
-    _make_old(model / ".staging" / "old", 150)
+    age(model / ".staging" / "old", 150)
     (model / ".index.json.x.tmp").write_bytes(b"")
     v = reg.push(make_artifact(tmp_path / "b", files={"m": b"2"}))
     assert v.version == 2
