@@ -509,3 +509,55 @@ def test_put_in_block_mode_gives_up_at_its_deadline(tmp_path: Path) -> None:
             asyncio.run(late())
         assert lake.blocked == 6 and lake.queued == 6
         (tmp_path / "model=m").unlink()
+
+
+def test_observers_see_every_count_and_a_failing_one_breaks_nothing(tmp_path: Path) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def broken(outcome: str, rows: int) -> None:
+        raise RuntimeError("observer bug")
+
+    inputs, outputs = _request(3)
+    common = {"model": "m", "version": 1, "signature": SIG, "inputs": inputs, "outputs": outputs, "latency_ms": 1.0}
+    with LakeWriter(tmp_path, flush_interval_s=60, max_queue_rows=4, overflow="drop") as lake:
+        lake.observe(broken)
+        lake.observe(lambda outcome, rows: seen.append((outcome, rows)))
+        assert lake.write(request_id="a", **common)  # type: ignore[arg-type]
+        assert not lake.write(request_id="b", **common)  # type: ignore[arg-type]  # queue full: dropped
+        lake.flush()
+    assert seen == [("dropped", 3), ("written", 3)]
+    assert (lake.written, lake.dropped) == (3, 3)
+
+
+def test_a_clean_close_reports_no_loss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[tuple[str, int]] = []
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
+        lake.observe(lambda outcome, rows: seen.append((outcome, rows)))
+        inputs, outputs = _request(2)
+        lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0)
+    assert seen == [("written", 2)] and lake.dropped == 0
+    assert "could not write" not in caplog.text and "write-ahead log for the next start" not in caplog.text
+
+
+def test_ack_mode_refuses_to_acknowledge_rows_the_wal_could_not_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from parity.lake import _wal
+
+    def disk_full(self: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_wal.WalSegment, "sync", disk_full)
+    inputs, outputs = _request(2)
+    common = {"model": "m", "version": 1, "signature": SIG, "inputs": inputs, "outputs": outputs, "latency_ms": 1.0}
+    with LakeWriter(tmp_path, flush_interval_s=60, durability="ack") as lake:
+        assert lake.write(request_id="a", **common) is False  # type: ignore[arg-type]
+        with pytest.raises(LakeError, match=r"write-ahead log cannot be written \(No space left on device\)"):
+            asyncio.run(lake.put(request_id="b", **common))  # type: ignore[arg-type]
+        assert not lake.healthy
+
+
+def test_the_documented_file_size_default(tmp_path: Path) -> None:
+    with LakeWriter(tmp_path) as lake:
+        assert lake.file_bytes == 67_108_864  # docs/serving.md, --lake-file-bytes
+        assert (lake.flush_interval_s, lake.overflow, lake.durability) == (2.0, "block", "buffered")
