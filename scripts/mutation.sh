@@ -25,9 +25,9 @@
 # dies of a signal is reported as undecided: neither killed nor survived. The time limit counts as
 # a kill (an endless loop is a detected mutant).
 #
-# Each module is mutated in its own copy of the tracked files under $MUTATION_DIR (default
-# .mutation/), imported first through PYTHONPATH, so the checkout is never modified and modules can
-# run side by side. Results: .mutation/<module>/session.sqlite, survivors' diffs in survivors.txt.
+# Each module is mutated in its own copy of the tracked files (git add a new test file first)
+# under $MUTATION_DIR (default .mutation/), imported first through PYTHONPATH, so the checkout is
+# never modified and modules can run side by side. Results: .mutation/<module>/session.sqlite, survivors' diffs in survivors.txt.
 # Score = killed / (killed + survived). Operators excluded (see the config below): replacing an
 # arithmetic operator by a shift, floor division, modulo, power or xor, or + - * / by | &; on the
 # float arrays of this code they only duplicate the arithmetic swaps that are kept.
