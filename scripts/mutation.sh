@@ -4,9 +4,16 @@
 #
 #   scripts/mutation.sh                    every core module (hours on 2 cores)
 #   scripts/mutation.sh checks codec       some of them (names in SOURCE below)
+#   scripts/mutation.sh lake_wal           one file of a several-file module (lake = its 3 files)
 #   MUTATION_JOBS=2 scripts/mutation.sh    modules in parallel (each in its own copy)
 #   MUTATION_SUMMARY_ONLY=1 scripts/mutation.sh checks   re-print the score of a (running) session
 #   MUTATION_SAMPLE=60 scripts/mutation.sh checks         a seeded random sample of 60 mutants only
+#   MUTATION_RERUN_SURVIVORS=1 scripts/mutation.sh checks re-run only the last session's survivors
+#                                          (and undecided) against the current tests: the same mutants
+#                                          and sample; valid while src/ is unchanged and tests were
+#                                          only added (a killed mutant stays killed)
+#   MUTATION_TIMEOUT=60                    seconds per mutant's tests (default 300); a hang counts as
+#                                          killed, so keep it a few times the subset's normal time
 #
 # cosmic-ray applies each mutant to the source file and runs the test command. The default runner
 # (scripts/mutation_forkserver.py) keeps numpy/pandas/sklearn/pytest imported in a server that never
@@ -18,9 +25,9 @@
 # dies of a signal is reported as undecided: neither killed nor survived. The time limit counts as
 # a kill (an endless loop is a detected mutant).
 #
-# Each module is mutated in its own copy of the tracked files under $MUTATION_DIR (default
-# .mutation/), imported first through PYTHONPATH, so the checkout is never modified and modules can
-# run side by side. Results: .mutation/<module>/session.sqlite, survivors' diffs in survivors.txt.
+# Each module is mutated in its own copy of the tracked files (git add a new test file first)
+# under $MUTATION_DIR (default .mutation/), imported first through PYTHONPATH, so the checkout is
+# never modified and modules can run side by side. Results: .mutation/<module>/session.sqlite, survivors' diffs in survivors.txt.
 # Score = killed / (killed + survived). Operators excluded (see the config below): replacing an
 # arithmetic operator by a shift, floor division, modulo, power or xor, or + - * / by | &; on the
 # float arrays of this code they only duplicate the arithmetic swaps that are kept.
@@ -47,22 +54,40 @@ if [[ "${1:-}" == "--run-tests" ]]; then
   exit "$rc"
 fi
 
-# module -> source file, and the tests that cover it (fast subsets: every mutant runs them).
+# module -> its source files (space-separated: a module may be several files, all mutated in one
+# session), and the tests that cover it (fast subsets: every mutant runs them; no spaces inside one
+# argument; fast files first: with -x a killed mutant stops at its first failure). Left out of the
+# registry's subset: the two concurrent-push tests and tests/registry/test_crash.py (a Python
+# subprocess per crash step: together ~40 s a mutant on a loaded machine); test_registry.py checks
+# the debris cleanup and history derivation they rely on in-process, test_storage.py the lock.
+LAKE_FILES="src/parity/lake/_writer.py src/parity/lake/_layout.py src/parity/lake/_wal.py"
+LAKE_TESTS="tests/server/test_lake.py tests/test_atomic_writes.py"
+CONCURRENT=tests/registry/test_registry.py::test_concurrent_pushes_of
+SLOW="--deselect=${CONCURRENT}_distinct_artifacts_get_distinct_versions"
+SLOW+=" --deselect=${CONCURRENT}_identical_content_make_one_version"
+REGISTRY_TESTS="tests/registry/test_registry.py tests/registry/test_storage.py $SLOW"
+STORAGE_TESTS="tests/registry/test_storage.py tests/registry/test_registry.py $SLOW"
 declare -A SOURCE=(
   [checks]=src/parity/checks.py
   [codec]=src/parity/codec.py
   [registry]=src/parity/registry/_registry.py
   [storage]=src/parity/registry/_storage.py
-  [lake]=src/parity/lake.py
+  [lake]=$LAKE_FILES
+  [lake_writer]=src/parity/lake/_writer.py
+  [lake_layout]=src/parity/lake/_layout.py
+  [lake_wal]=src/parity/lake/_wal.py
   [batching]=src/parity/server/_batching.py
   [profile]=src/parity/profile.py
 )
 declare -A TESTS=(
   [checks]="tests/test_checks.py"
   [codec]="tests/test_codec.py"
-  [registry]="tests/registry"
-  [storage]="tests/registry"
-  [lake]="tests/server/test_lake.py tests/test_atomic_writes.py"
+  [registry]=$REGISTRY_TESTS
+  [storage]=$STORAGE_TESTS
+  [lake]=$LAKE_TESTS
+  [lake_writer]=$LAKE_TESTS
+  [lake_layout]=$LAKE_TESTS
+  [lake_wal]=$LAKE_TESTS
   [batching]="tests/server/test_batching.py"
   [profile]="tests/test_profile.py"
 )
@@ -86,12 +111,12 @@ work, name = Path(sys.argv[1]), sys.argv[2]
 db = sqlite3.connect(work / "session.sqlite")
 total = db.execute("select count(*) from mutation_specs").fetchone()[0]
 rows = db.execute(
-    "select r.test_outcome, r.worker_outcome, r.output, r.diff, s.start_pos_row, s.operator_name"
+    "select r.test_outcome, r.worker_outcome, r.output, r.diff, s.module_path, s.start_pos_row, s.operator_name"
     " from work_results r join mutation_specs s on r.job_id = s.job_id"
 ).fetchall()
 killed = survived = undecided = incompetent = excluded = sampled_out = 0
 survivors = []
-for outcome, worker, output, diff, line, op in rows:
+for outcome, worker, output, diff, path, line, op in rows:
     outcome, worker = (outcome or "").lower(), (worker or "").lower()
     if worker == "skipped" and output == "sampled out":
         sampled_out += 1
@@ -103,7 +128,7 @@ for outcome, worker, output, diff, line, op in rows:
         killed += 1
     elif outcome == "survived":
         survived += 1
-        survivors.append(f"--- line {line} {op}\n{diff}")
+        survivors.append(f"--- {path}:{line} {op}\n{diff}")
     else:
         incompetent += 1
 (work / "survivors.txt").write_text("\n".join(survivors))
@@ -120,8 +145,18 @@ PYEOF
 
 run_module() {
   local name=$1 src=${SOURCE[$1]} tests=${TESTS[$1]}
-  local work=$OUT/$name
-  rm -rf "$work" && mkdir -p "$work/repo"
+  local work=$OUT/$name rerun=${MUTATION_RERUN_SURVIVORS:-}
+  local f paths=""
+  for f in $src; do
+    [[ -f "$ROOT/$f" ]] || { echo "$name: no source file $f" >&2; return 2; }
+    paths+="${paths:+, }\"$f\""
+  done
+  if [[ -n "$rerun" ]]; then
+    [[ -f "$work/session.sqlite" ]] || { echo "$name: no session to re-run in $work" >&2; return 2; }
+    rm -rf "$work/repo" && mkdir -p "$work/repo"
+  else
+    rm -rf "$work" && mkdir -p "$work/repo"
+  fi
   (cd "$ROOT" && git ls-files -z | xargs -0 tar cf - | tar xf - -C "$work/repo")
   local command="bash $ROOT/scripts/mutation.sh --run-tests $tests"
   if [[ "${MUTATION_RUNNER:-forkserver}" == forkserver ]]; then
@@ -129,7 +164,7 @@ run_module() {
   fi
   cat > "$work/config.toml" <<TOMLEOF
 [cosmic-ray]
-module-path = "$src"
+module-path = [$paths]
 timeout = $(( TIMEOUT + 60 )).0
 excluded-modules = []
 test-command = "$command"
@@ -147,13 +182,29 @@ TOMLEOF
   export PYTHONPATH=$work/repo/src:$work/repo OPENBLAS_NUM_THREADS=1
   local server=""
   if [[ "${MUTATION_RUNNER:-forkserver}" == forkserver ]]; then
+    rm -f "$work/server.sock"  # a re-run's old socket would pass the wait below before the server binds
     "$PY" "$ROOT/scripts/mutation_forkserver.py" serve "$work/server.sock" > "$work/server.log" 2>&1 &
     server=$!
     for _ in $(seq 1200); do [[ -S "$work/server.sock" ]] && break; sleep 0.1; done
   fi
-  "$BIN/cosmic-ray" init "$work/config.toml" "$work/session.sqlite"
-  "$BIN/cr-filter-operators" "$work/session.sqlite" "$work/config.toml"
-  if [[ -n "${MUTATION_SAMPLE:-}" ]]; then
+  if [[ -n "$rerun" ]]; then
+    # Same mutants, same sample: forget the survivors' and undecided results so exec runs them again.
+    "$PY" - "$work/session.sqlite" <<'PYEOF'
+import sqlite3
+import sys
+
+db = sqlite3.connect(sys.argv[1])
+db.execute(
+    "delete from work_results where test_outcome = 'SURVIVED' or output like '%MUTATION-UNDECIDED%'"
+    " or (worker_outcome != 'SKIPPED' and test_outcome is null)"
+)
+db.commit()
+PYEOF
+  else
+    "$BIN/cosmic-ray" init "$work/config.toml" "$work/session.sqlite"
+    "$BIN/cr-filter-operators" "$work/session.sqlite" "$work/config.toml"
+  fi
+  if [[ -z "$rerun" && -n "${MUTATION_SAMPLE:-}" ]]; then
     # Run a seeded random sample of N mutants; the rest are recorded as "sampled out".
     "$PY" - "$work/session.sqlite" "$MUTATION_SAMPLE" <<'PYEOF'
 import random
@@ -161,8 +212,10 @@ import sqlite3
 import sys
 
 db = sqlite3.connect(sys.argv[1])
+# Job ids are random uuids: order by what the mutant is, so the same seed gives the same sample.
 pending = [r[0] for r in db.execute(
-    "select job_id from work_items where job_id not in (select job_id from work_results) order by job_id"
+    "select s.job_id from mutation_specs s where s.job_id not in (select job_id from work_results)"
+    " order by s.module_path, s.start_pos_row, s.start_pos_col, s.operator_name, s.occurrence"
 )]
 random.Random(0).shuffle(pending)
 drop = pending[int(sys.argv[2]):]
@@ -185,20 +238,24 @@ PYEOF
   return "$status"
 }
 
-if [[ "${MUTATION_SUMMARY_ONLY:-}" == 1 ]]; then
-  for m in "${MODULES[@]}"; do summarize "$m"; done
-  exit 0
-fi
-
-JOBS=${MUTATION_JOBS:-1}
-pids=()
-for m in "${MODULES[@]}"; do
-  [[ -n "${SOURCE[$m]:-}" ]] || { echo "unknown module $m; known: ${!SOURCE[*]}" >&2; exit 2; }
-  run_module "$m" &
-  pids+=($!)
-  if (( ${#pids[@]} >= JOBS )); then
-    wait "${pids[0]}" || true
-    pids=("${pids[@]:1}")
+main() {
+  if [[ "${MUTATION_SUMMARY_ONLY:-}" == 1 ]]; then
+    for m in "${MODULES[@]}"; do summarize "$m"; done
+    return 0
   fi
-done
-for p in "${pids[@]}"; do wait "$p" || true; done
+  local m p JOBS=${MUTATION_JOBS:-1} pids=()
+  for m in "${MODULES[@]}"; do
+    [[ -n "${SOURCE[$m]:-}" ]] || { echo "unknown module $m; known: ${!SOURCE[*]}" >&2; return 2; }
+    run_module "$m" &
+    pids+=($!)
+    if (( ${#pids[@]} >= JOBS )); then
+      wait "${pids[0]}" || true
+      pids=("${pids[@]:1}")
+    fi
+  done
+  for p in "${pids[@]}"; do wait "$p" || true; done
+}
+
+# One line, read whole before it runs: bash reads a script as it goes, so editing this file
+# during an hours-long run would otherwise make the running copy execute shifted text.
+main; exit $?

@@ -4,10 +4,8 @@ push and an alias change; the next write cleans the debris, the index stays the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from typer.testing import CliRunner
 
 from parity.cli import app
 from parity.registry import Registry
-from tests.registry.test_registry import make_artifact
+from tests.registry.test_registry import age, make_artifact
 
 # A registry whose storage dies at one step, as kill -9 would: no finally block, no atexit.
 _CRASHER = """
@@ -73,13 +71,6 @@ def crash(home: Path, step: str, action: str) -> None:
         [sys.executable, "-c", _CRASHER, str(home), step, action], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 137, proc.stderr
-
-
-def age(path: Path, seconds: float) -> None:
-    """Make a folder look untouched for ``seconds`` (what a crashed push's staging looks like later)."""
-    past = time.time() - seconds
-    for p in [path, *path.rglob("*")]:
-        os.utime(p, (past, past), follow_symlinks=False)
 
 
 def seeded(tmp_path: Path) -> tuple[Path, Registry]:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity._io import canonical_json, sha256_bytes
-from parity.errors import ArtifactError, IntegrityError, NotFoundError, RegistryError
+from parity.errors import ArtifactError, IntegrityError, NotFoundError, ParityMismatchError, RegistryError
 from parity.registry import (
     AliasChange,
     LocalStorage,
@@ -48,6 +48,13 @@ def rewrite(path: Path, data: bytes) -> None:
     """Overwrite a (read-only) stored file, as an attacker or a bad disk would."""
     path.chmod(0o644)
     path.write_bytes(data)
+
+
+def age(path: Path, seconds: float) -> None:
+    """Make a folder look untouched for ``seconds`` (what a crashed push's staging looks like later)."""
+    past = time.time() - seconds
+    for p in [path, *path.rglob("*")]:
+        os.utime(p, (past, past), follow_symlinks=False)
 
 
 @pytest.fixture
@@ -524,3 +531,214 @@ def test_copy_to_keeps_numbers_digests_and_aliases(reg: Registry, tmp_path: Path
     with pytest.raises(IntegrityError):  # the source is verified before anything is copied
         reg.copy_to(Registry(tmp_path / "other"), ["churn:1"])
     assert not (tmp_path / "other" / "registry" / "models" / "churn" / "index.json").exists()
+
+
+# --------------------------------------------------------------------------- debris and history, in-process
+# (tests/registry/test_crash.py makes the same states with real killed processes; these build them
+# directly, fast enough to run for every mutant of scripts/mutation.sh)
+
+
+def _index_path(home: Path, name: str = "churn") -> Path:
+    return home / "registry" / "models" / name / "index.json"
+
+
+def _edit_index(home: Path, edit: Any) -> None:
+    path = _index_path(home)
+    index = json.loads(path.read_bytes())
+    edit(index)
+    path.write_bytes(canonical_json(index))
+
+
+def test_find_debris_names_stale_staging_orphan_versions_and_temp_files(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry(home, stale_after_s=100)
+    reg.push(make_artifact(tmp_path / "a"))
+    model = home / "registry" / "models" / "churn"
+    for name in ("old", "young", "mine"):
+        (model / ".staging" / name).mkdir(parents=True)
+        (model / ".staging" / name / "f").write_bytes(b"x")
+    age(model / ".staging" / "old", 200)
+    age(model / ".staging" / "mine", 200)
+    (model / "versions" / "7").mkdir()  # renamed, never in the index
+    (model / "versions" / "tmp-x").mkdir()  # not even a number
+    (model / ".index.json.abc.tmp").write_bytes(b"half")
+    (model / "notes.tmp").write_bytes(b"")  # not a dot-file: not ours
+    (model / ".hidden").write_bytes(b"")  # a dot-file but not a temp file
+
+    index = json.loads(_index_path(home).read_bytes())
+    found = reg.find_debris("churn", index, keep="models/churn/.staging/mine")
+    assert sorted(found) == [
+        ("orphan_version", "models/churn/versions/7"),
+        ("orphan_version", "models/churn/versions/tmp-x"),
+        ("stale_staging", "models/churn/.staging/old"),
+        ("temp_file", "models/churn/.index.json.abc.tmp"),
+    ]
+    # Without an index nothing is listed: every version folder is an orphan.
+    assert ("orphan_version", "models/churn/versions/1") in reg.find_debris("churn", None)
+
+    # The next write (here an alias change, which keeps no staging folder) deletes all of it, and nothing else.
+    reg.set_alias("churn", "production", 1)
+    assert [p.name for p in (model / ".staging").iterdir()] == ["young"]
+    assert sorted(p.name for p in (model / "versions").iterdir()) == ["1"]
+    assert not (model / ".index.json.abc.tmp").exists()
+    assert (model / "notes.tmp").exists() and (model / ".hidden").exists()
+
+
+def test_a_push_cleans_debris_but_keeps_young_staging(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry(home, stale_after_s=100)
+    reg.push(make_artifact(tmp_path / "a", files={"m": b"1"}))
+    model = home / "registry" / "models" / "churn"
+    (model / ".staging" / "young").mkdir()
+    (model / ".staging" / "old").mkdir()
+    age(model / ".staging" / "old", 150)
+    (model / ".index.json.x.tmp").write_bytes(b"")
+    v = reg.push(make_artifact(tmp_path / "b", files={"m": b"2"}))
+    assert v.version == 2
+    assert [p.name for p in (model / ".staging").iterdir()] == ["young"]
+    assert not (model / ".index.json.x.tmp").exists()
+
+
+def test_history_keeps_only_the_changes_the_index_counts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry(home)
+    for i in (1, 2):
+        reg.push(make_artifact(tmp_path / str(i), files={"m": bytes([i])}))
+    reg.set_alias("churn", "production", 1)
+    history = home / "registry/models/churn/history.jsonl"
+    one_line = history.read_bytes()
+    index = json.loads(_index_path(home).read_bytes())
+    assert index["changes"] == 1 and index["last_change"]["new_version"] == 1
+
+    # A line past the count was never applied (debris of an older version's crash): ignored.
+    never = {"time": "2030-01-01T00:00:00Z", "name": "churn", "alias": "x", "old_version": None, "new_version": 2}
+    history.write_bytes(one_line + (json.dumps(never) + "\n").encode())
+    assert [(c.alias, c.new_version) for c in reg.history("churn")] == [("production", 1)]
+
+    # The counted change is missing from the file (crash before the append): derived from last_change.
+    history.write_bytes(b"")
+    assert [(c.alias, c.old_version, c.new_version) for c in reg.history("churn")] == [("production", None, 1)]
+
+    # The next write first rewrites the file to what the index implies, then appends.
+    reg.set_alias("churn", "production", 2)
+    lines = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [(e["alias"], e["old_version"], e["new_version"]) for e in lines] == [
+        ("production", None, 1),
+        ("production", 1, 2),
+    ]
+    assert json.loads(_index_path(home).read_bytes())["changes"] == 2
+
+
+def test_history_of_an_index_without_a_change_count(tmp_path: Path) -> None:
+    # Indexes written before the count existed appended the history first: a last line whose
+    # change the index does not show was never applied.
+    home = tmp_path / "home"
+    reg = Registry(home)
+    for i in (1, 2):
+        reg.push(make_artifact(tmp_path / str(i), files={"m": bytes([i])}))
+    reg.set_alias("churn", "production", 1)
+    reg.set_alias("churn", "production", 2)
+    _edit_index(home, lambda ix: [ix.pop("changes"), ix.pop("last_change")])
+    assert len(reg.history("churn")) == 2  # the last line matches the aliases: applied
+
+    _edit_index(home, lambda ix: ix["aliases"].update(production=1))  # the index never saw the 2nd change
+    assert [(c.old_version, c.new_version) for c in reg.history("churn")] == [(None, 1)]
+
+    _edit_index(home, lambda ix: ix["aliases"].update(production=7))  # matches neither: keep every line
+    assert len(reg.history("churn")) == 2
+
+    # The next alias write counts the changes the history implies, then adds its own.
+    _edit_index(home, lambda ix: ix["aliases"].update(production=1))
+    reg.set_alias("churn", "staging", 1)
+    assert json.loads(_index_path(home).read_bytes())["changes"] == 2
+    assert [(c.alias, c.new_version) for c in reg.history("churn")] == [("production", 1), ("staging", 1)]
+
+
+def test_corrupt_history_and_index_are_named(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry(home)
+    reg.push(make_artifact(tmp_path / "a"))
+    reg.set_alias("churn", "production", 1)
+    history = home / "registry/models/churn/history.jsonl"
+    good = history.read_bytes()
+    history.write_bytes(b"\n" + b"{broken\n" + good)  # a blank line is skipped; a bad one mid-file is not
+    with pytest.raises(RegistryError, match=r"history of model 'churn' is corrupt at line 2: "):
+        reg.history("churn")
+    history.write_bytes(good + b'{"alias": "x"}\n')  # valid JSON, not a change, last line: torn
+    assert len(reg.history("churn")) == 1
+    _index_path(home).write_bytes(b"{not json")
+    with pytest.raises(RegistryError, match="index of model 'churn' is not valid JSON"):
+        reg.get("churn")
+    _index_path(home).write_bytes(canonical_json({"format": 99, "versions": []}))
+    with pytest.raises(RegistryError, match="unknown format; upgrade parity"):
+        reg.get("churn")
+    _index_path(home).write_bytes(b"[1, 2]")
+    with pytest.raises(RegistryError, match="unknown format"):
+        reg.get("churn")
+
+
+def test_failed_parity_is_refused_unless_allowed(reg: Registry, tmp_path: Path) -> None:
+    bad = make_artifact(tmp_path / "bad", files={"m": b"x"}, parity={"passed": False, "failure": "max diff 0.5"})
+    with pytest.raises(ParityMismatchError, match=r"refusing to push 'churn'.*FAILED.*max diff 0\.5"):
+        reg.push(bad)
+    assert reg.list() == []
+    good = reg.push(make_artifact(tmp_path / "good", files={"m": b"y"}, parity={"passed": True}))
+    v = reg.push(bad, allow_failed_parity=True)
+    assert (good.version, v.version) == (1, 2)
+    with pytest.raises(ParityMismatchError, match="refusing to point alias 'production' at 'churn'"):
+        reg.set_alias("churn", "production", 2)
+    assert reg.set_alias("churn", "production", 2, allow_failed_parity=True).new_version == 2
+    reg.set_alias("churn", "staging", 1)  # a version that passed needs no flag
+    with pytest.raises(RegistryError, match="version must be an int, got True"):
+        reg.set_alias("churn", "staging", True)  # type: ignore[arg-type]
+
+
+def test_legacy_digest_entries_are_not_matched_by_content(reg: Registry, tmp_path: Path) -> None:
+    # An entry of an older registry (digest scheme 1) cannot be compared with today's digest: a push of
+    # the same files becomes a new version rather than being matched to it.
+    src = make_artifact(tmp_path / "a")
+    v1 = reg.push(src)
+    home = tmp_path / "home"
+    _edit_index(home, lambda ix: ix["versions"][0].pop("digest_scheme"))
+    assert reg.get("churn:1").digest_scheme == 1
+    v2 = reg.push(src)
+    assert (v1.version, v2.version, v2.digest_scheme) == (1, 2, 2)
+    assert reg.get(src) == v2
+
+
+def test_list_and_versions_order_and_empty_models(reg: Registry, tmp_path: Path) -> None:
+    for i in (1, 2, 3):
+        reg.push(make_artifact(tmp_path / str(i), files={"m": bytes([i])}))
+    home = tmp_path / "home"
+    _edit_index(home, lambda ix: ix["versions"].reverse())  # index order is not version order
+    assert [v.version for v in reg.versions("churn")] == [1, 2, 3]
+    [summary] = reg.list()
+    assert summary.latest == 3
+    assert reg.get("churn").version == 3
+    reg.set_alias("churn", "production", 1)
+    reg.set_alias("churn", "staging", 2)
+    reg.set_alias("churn", "canary", 2)
+    assert [v.aliases for v in reg.versions("churn")] == [("production",), ("canary", "staging"), ()]
+    assert json.loads((home / "registry/models/churn/index.json").read_bytes())["format"] == 1
+    (home / "registry/models/.hidden").mkdir()
+    (home / "registry/models/noindex").mkdir()
+    reg.push(make_artifact(tmp_path / "e", name="empty"))
+    (home / "registry/models/empty/index.json").write_bytes(
+        canonical_json({"format": 1, "name": "empty", "versions": [], "aliases": {}})
+    )
+    assert [s.name for s in reg.list()] == ["churn"]  # a model without versions is not listed
+    with pytest.raises(NotFoundError, match="model 'empty' has no versions"):
+        reg.get("empty")
+    with pytest.raises(NotFoundError, match=r"models: churn, empty$"):
+        reg.get("noindex")
+
+
+def test_with_no_grace_every_staging_folder_but_the_push_s_own_is_debris(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    reg = Registry(home, stale_after_s=0)
+    reg.push(make_artifact(tmp_path / "a", files={"m": b"1"}))
+    other = home / "registry/models/churn/.staging/other"
+    other.mkdir(parents=True)
+    v = reg.push(make_artifact(tmp_path / "b", files={"m": b"2"}))  # its own staging folder is kept to commit
+    assert v.version == 2 and (v.path / "m").read_bytes() == b"2"
+    assert not other.exists()
