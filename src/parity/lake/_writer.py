@@ -209,7 +209,6 @@ class LakeWriter:
         self._written = 0
         self._dropped = 0
         self._blocked = 0
-        self._files_written = 0
         self._last_flush: float | None = None
         self._error: str | None = None
         self._closed = False
@@ -606,7 +605,6 @@ class LakeWriter:
             file.wal.remove()
         with self._cond:
             self._written += file.rows
-            self._files_written += 1
             self._last_flush = time.time()
             self._error = None
             self._rows -= file.rows
