@@ -137,6 +137,17 @@ def test_inline_limit_adapts_to_model_speed() -> None:
     assert fast_limit == 4  # grows while runs of about the limit's size stay well under budget
 
 
+def test_an_empty_request_after_the_inline_limit_fell_to_zero_is_answered() -> None:
+    async def main() -> dict[str, np.ndarray]:
+        model = Model()
+        b = Batcher(model, max_batch_size=1, inline_max_rows=0, inline_budget_ms=1000)
+        # 0 rows with an inline limit of 0: the adaptation must not divide by the row count.
+        return await b.submit(_cols(), 0)
+
+    out = asyncio.run(main())
+    assert out["y"].shape == (0,)
+
+
 def test_small_runs_stay_on_the_event_loop_and_large_ones_go_to_a_thread() -> None:
     loop_thread = threading.get_ident()
     threads: list[tuple[int, bool]] = []

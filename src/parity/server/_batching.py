@@ -145,7 +145,7 @@ class Batcher:
             limit = self.inline_max_rows
             if elapsed > budget and rows <= limit:
                 self.inline_max_rows = limit // 2
-            elif rows * 2 >= limit and elapsed * 2 * max(limit, 1) / rows < budget:
+            elif rows and rows * 2 >= limit and elapsed * 2 * max(limit, 1) / rows < budget:
                 # Linear extrapolation: a run of twice the current limit would still fit the budget.
                 self.inline_max_rows = min(_INLINE_CEILING, max(1, limit * 2))
         return out
