@@ -135,7 +135,7 @@ def test_compose_lock_is_the_compose_runtime_at_the_artifact_versions(context: P
     versions = read_lock(context / "requirements.lock").versions()
     trained = verify_artifact_dir(portable_dir)["environment"]["packages"]
     assert versions["onnxruntime"] == trained["onnxruntime"] and versions["numpy"] == trained["numpy"]
-    assert {"parity", "httpx", "starlette", "uvicorn", "grpcio"} <= set(versions)
+    assert {"parity", "aiohttp", "starlette", "uvicorn", "grpcio"} <= set(versions)
     for absent in ("scikit-learn", "skl2onnx", "skops", "xgboost-cpu", "lightgbm"):
         assert absent not in versions, absent
     image = json.loads((context / IMAGE_JSON).read_text())
@@ -153,7 +153,7 @@ def test_rules_app_context_without_in_process_artifacts(tmp_path: Path) -> None:
     assert "parity --quiet verify" not in (out / "Dockerfile").read_text()
     image = json.loads(result.stdout)["image"]
     assert [d["url_env"] for d in image["downstreams"]] == ["PARITY_COMPOSE_URL_CHURN", "PARITY_COMPOSE_URL_SPEND"]
-    assert "scikit-learn" not in image["packages"] and "httpx" in image["packages"]
+    assert "scikit-learn" not in image["packages"] and "aiohttp" in image["packages"]
 
 
 @pytest.mark.parametrize(
