@@ -23,7 +23,7 @@ from pathlib import Path
 PEERS = Path(os.environ.get("PEERS_MODEL", "/work/shared/bench/peers/make_model.py"))
 
 CHILD = r"""
-import json, pickle, resource, sys, time
+import json, pickle, sys, time
 engine, model_dir, pipe, data, out = sys.argv[1:6]
 t = time.perf_counter()
 if engine == "sklearn":
@@ -38,12 +38,13 @@ else:
     kw = {}
     if engine == "spark":
         from parity._spark import spark_session
-        kw["spark"] = spark_session("local[2]", {"spark.ui.showConsoleProgress": "false"})
+        kw["spark"] = spark_session("local[2]", {"spark.ui.showConsoleProgress": "false", **json.loads(sys.argv[6])})
         kw["spark"].sparkContext.setLogLevel("ERROR")
         t = time.perf_counter()  # JVM start excluded (reported separately)
     rows = score(model_dir, data, out, engine=engine, keys=["customer_id"], **kw).rows
 seconds = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: exec keeps the parent's high-water mark in ru_maxrss (the data generator's).
+peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
 print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak}))
 """
 
@@ -81,10 +82,10 @@ def make(rows: int, root: Path) -> tuple[Path, Path, Path]:
     return model_dir, pipe_file, data
 
 
-def run(engine: str, model_dir: Path, pipe: Path, data: Path, root: Path) -> dict[str, float]:
+def run(engine: str, model_dir: Path, pipe: Path, data: Path, root: Path, conf: dict[str, str]) -> dict[str, float]:
     out = root / f"out-{engine}" if engine != "local" else root / "out-local.parquet"
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, engine, str(model_dir), str(pipe), str(data), str(out)],
+        [sys.executable, "-c", CHILD, engine, str(model_dir), str(pipe), str(data), str(out), json.dumps(conf)],
         capture_output=True,
         text=True,
         check=False,
@@ -98,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--engines", default="sklearn,local,dask,spark")
+    parser.add_argument("--spark-conf", action="append", default=[], help="KEY=VALUE for the SparkSession")
     args = parser.parse_args()
     print(f"load: {os.getloadavg()}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +107,7 @@ def main() -> None:
         model_dir, pipe, data = make(args.rows, root)
         results = {}
         for engine in args.engines.split(","):
-            results[engine] = run(engine, model_dir, pipe, data, root)
+            results[engine] = run(engine, model_dir, pipe, data, root, dict(kv.split("=", 1) for kv in args.spark_conf))
             print(engine, results[engine], flush=True)
     base = results.get("sklearn")
     for engine, r in results.items():
