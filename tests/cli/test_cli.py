@@ -116,6 +116,7 @@ def test_with_flags_adds_the_flag_of_each_named_parameter() -> None:
     )
     # Only whole parameter names count: another word ending in "keys=" is not the parameter.
     assert with_flags("json sort_keys=True; self.engine=x") == "json sort_keys=True; self.engine=x"
+    assert with_flags("pass wheel= (a parity wheel)").endswith("(CLI: --wheel)")  # deploy/_lock.py names it so
 
 
 def test_unexpected_error_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, artifact_dir: Path) -> None:

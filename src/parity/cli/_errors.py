@@ -95,11 +95,18 @@ def epilog() -> str:
     return f"Exit codes:\n\n{lines}"
 
 
+OPTION_FLAGS: dict[str, str] = {"out": "--output", "spec": "--compose", "keys": "--key"}
+"""Library parameters whose CLI flag is not ``--`` + the name with dashes."""
+
+
+def flag_of(param: str) -> str:
+    """The CLI flag that sets library parameter ``param`` (``min_replicas`` -> ``--min-replicas``)."""
+    return OPTION_FLAGS.get(param, "--" + param.replace("_", "-"))
+
+
 PARAMETER_FLAGS: dict[str, str] = {
-    "trusted=True": "--trusted",
-    "allow_failed_parity=True": "--allow-failed-parity",
-    "keys=": "--key",
-    "engine=": "--engine",
+    text: flag_of(text.split("=", 1)[0])
+    for text in ("trusted=True", "allow_failed_parity=True", "keys=", "engine=", "wheel=")
 }
 """Library messages name Python parameters (``name=value``); the CLI adds the flag that sets each one."""
 
@@ -111,12 +118,3 @@ def with_flags(message: str) -> str:
     """Append the CLI flag of every parameter that ``message`` names."""
     flags = [flag for param, flag in PARAMETER_FLAGS.items() if _PARAMETER_RE[param].search(message)]
     return f"{message} (CLI: {', '.join(flags)})" if flags else message
-
-
-OPTION_FLAGS: dict[str, str] = {"out": "--output", "spec": "--compose"}
-"""Library parameters whose CLI flag is not ``--`` + the name with dashes."""
-
-
-def flag_of(param: str) -> str:
-    """The CLI flag that sets library parameter ``param`` (``min_replicas`` -> ``--min-replicas``)."""
-    return OPTION_FLAGS.get(param, "--" + param.replace("_", "-"))

@@ -233,7 +233,7 @@ def build_parity_wheel(dest: Path, wheel: Path | None = None) -> Path:
     if root is None:
         raise DeployError(
             "parity is not installed from a source tree, so its wheel cannot be rebuilt: pass wheel= "
-            "(the parity wheel to put in the image) (CLI: --wheel PATH)"
+            "(the parity wheel to put in the image)"
         )
     with tempfile.TemporaryDirectory() as tmp:
         # A fixed timestamp makes the wheel (and so its hash in the lock) identical on every build.
