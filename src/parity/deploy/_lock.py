@@ -13,6 +13,7 @@ its hash, so the lock is complete and ``pip install --no-deps --require-hashes``
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -54,9 +55,27 @@ WHEEL_DIR = "wheels"
 _PIP_TIMEOUT_S = 900
 
 
+def _packaging(module: str) -> Any:
+    """A ``packaging`` submodule, or a clear error naming the extra that brings it."""
+    try:
+        return importlib.import_module(f"packaging.{module}")
+    except ImportError as exc:  # pragma: no cover - packaging comes with the deploy extra
+        raise MissingDependencyError("parity build needs packaging: pip install 'parity[deploy]'") from exc
+
+
 def canonical(name: str) -> str:
-    """PEP 503 normalised distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    """PEP 503 normalised distribution name (``packaging.utils.canonicalize_name``)."""
+    return str(_packaging("utils").canonicalize_name(name))
+
+
+def _wheel_name(filename: str) -> tuple[str, str] | None:
+    """``(canonical name, version)`` of a wheel file name, or None if it is not one."""
+    utils = _packaging("utils")
+    try:
+        name, version, _, _ = utils.parse_wheel_filename(filename)
+    except utils.InvalidWheelFilename:
+        return None
+    return str(name), str(version)
 
 
 @dataclass(frozen=True)
@@ -121,17 +140,15 @@ def read_lock(path: Path) -> Lock:
             name, version = head.split("==", 1)
             lock.packages.append(LockedPackage(name, version, digest))
         else:
-            wheel = Path(head).name.split("-")
+            wheel = _wheel_name(Path(head).name)
+            if wheel is None:
+                raise DeployError(f"{path}: entry {number} must be NAME==VERSION or a wheel file, got {head!r}")
             lock.packages.append(LockedPackage(wheel[0], wheel[1], digest, path=head))
     return lock
 
 
 def _requirement(text: str) -> Any:
-    try:
-        from packaging.requirements import Requirement
-    except ImportError as exc:  # pragma: no cover - packaging comes with the deploy extra
-        raise MissingDependencyError("parity build needs packaging: pip install 'parity[deploy]'") from exc
-    return Requirement(text)
+    return _packaging("requirements").Requirement(text)
 
 
 def _applies(req: Any, extras: set[str]) -> bool:
@@ -226,7 +243,7 @@ def build_parity_wheel(dest: Path, wheel: Path | None = None) -> Path:
     """Copy ``wheel`` or build parity's wheel from its source tree into ``dest`` (reproducibly)."""
     dest.mkdir(parents=True, exist_ok=True)
     if wheel is not None:
-        if not wheel.is_file() or wheel.suffix != ".whl" or not canonical(wheel.name).startswith("parity-"):
+        if not wheel.is_file() or (_wheel_name(wheel.name) or ("",))[0] != "parity":
             raise DeployError(f"wheel must be an existing parity-*.whl file, got {str(wheel)!r}")
         return Path(shutil.copy2(wheel, dest / wheel.name))
     root = _source_root()
