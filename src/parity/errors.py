@@ -55,14 +55,25 @@ __all__ = [
 
 
 class ParityError(Exception):
-    """Base class of every error parity raises on purpose."""
+    """Base class of every error parity raises on purpose.
+
+    ``param`` names the library parameter the error is about (``keys``, ``trusted``...), or None; the
+    CLI turns it into the flag that sets it, so library messages never spell CLI flags.
+    """
+
+    param: str | None = None
+
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        if param is not None:
+            self.param = param
 
 
 class SchemaError(ParityError, ValueError):
     """Input data does not match the signature (names the column, expected and received)."""
 
-    def __init__(self, message: str, *, column: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, column: str | None = None, param: str | None = None) -> None:
+        super().__init__(message, param=param)
         self.column = column
 
 
@@ -81,8 +92,8 @@ class ExportError(UnsupportedModelError):
 class ParityMismatchError(ParityError):
     """The exported graph's outputs differ from the Python model's beyond tolerance."""
 
-    def __init__(self, message: str, *, report: object | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, report: object | None = None, param: str | None = None) -> None:
+        super().__init__(message, param=param)
         self.report = report
 
 
@@ -96,6 +107,8 @@ class IntegrityError(ArtifactError):
 
 class UntrustedArtifactError(ArtifactError):
     """The artifact holds pickle-like bytes; loading it needs an explicit trusted=True."""
+
+    param = "trusted"
 
 
 class RegistryError(ParityError):

@@ -22,6 +22,7 @@ import parity.cli
 from parity._io import canonical_json, sha256_bytes
 from parity.cli import app
 from parity.cli._errors import EXIT_CODES, exit_code_for, with_flags
+from parity.deploy import InvalidOptionError
 from parity.errors import (
     ArtifactError,
     IntegrityError,
@@ -108,15 +109,15 @@ def test_exit_code_table_picks_most_specific_class() -> None:
     assert exit_code_for(KeyError("x")) == 1
 
 
-def test_with_flags_adds_the_flag_of_each_named_parameter() -> None:
-    assert with_flags("keys=['id']: not in x") == "keys=['id']: not in x (CLI: --key)"
-    assert (
-        with_flags("use engine='local' or trusted=True")
-        == "use engine='local' or trusted=True (CLI: --trusted, --engine)"
-    )
-    # Only whole parameter names count: another word ending in "keys=" is not the parameter.
-    assert with_flags("json sort_keys=True; self.engine=x") == "json sort_keys=True; self.engine=x"
-    assert with_flags("pass wheel= (a parity wheel)").endswith("(CLI: --wheel)")  # deploy/_lock.py names it so
+def test_with_flags_adds_the_flag_of_the_parameter_an_error_names() -> None:
+    assert with_flags(SchemaError("keys=['id']: not in x", param="keys")) == "keys=['id']: not in x (CLI: --key)"
+    assert with_flags(UntrustedArtifactError("not portable")) == "not portable (CLI: --trusted)"  # class default
+    assert with_flags(ParityMismatchError("x", param="allow_failed_parity")) == "x (CLI: --allow-failed-parity)"
+    assert with_flags(InvalidOptionError("bad", param="min_replicas")) == "bad (CLI: --min-replicas)"
+    # The text is never searched: an error that names no parameter gets no hint, whatever it says.
+    assert with_flags(SchemaError("use engine='local' or trusted=True")) == "use engine='local' or trusted=True"
+    assert with_flags(ValueError("keys=")) == "keys="
+    assert with_flags(SchemaError("")) == "SchemaError"
 
 
 def test_unexpected_error_is_one_line_exit_1(monkeypatch: pytest.MonkeyPatch, artifact_dir: Path) -> None:

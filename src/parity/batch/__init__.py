@@ -46,7 +46,7 @@ def score(
 ) -> BatchResult:
     """Score ``input_url`` with the artifact in ``artifact_dir`` and write keys + outputs to ``output_url``."""
     if engine not in ENGINES:
-        raise SchemaError(f"engine={engine!r} is not one of {', '.join(ENGINES)}")
+        raise SchemaError(f"engine={engine!r} is not one of {', '.join(ENGINES)}", param="engine")
     if batch_size < 1:
         raise SchemaError(f"batch_size must be >= 1, got {batch_size}")
     source, target = os.fspath(input_url), os.fspath(output_url)

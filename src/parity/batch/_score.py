@@ -83,10 +83,14 @@ def plan(signature: Signature, schema: pa.Schema, keys: Sequence[str], where: st
                           column=missing[0])  # fmt: skip
     bad_keys = [k for k in keys if k not in names]
     if bad_keys:
-        raise SchemaError(f"keys={bad_keys}: column(s) not in {where}; it has {names}", column=bad_keys[0])
+        raise SchemaError(
+            f"keys={bad_keys}: column(s) not in {where}; it has {names}", column=bad_keys[0], param="keys"
+        )
     clash = [k for k in keys if k in signature.output_names]
     if clash:
-        raise SchemaError(f"keys={clash}: column(s) named like model outputs {signature.output_names}", column=clash[0])
+        raise SchemaError(
+            f"keys={clash}: column(s) named like model outputs {signature.output_names}", column=clash[0], param="keys"
+        )
     fields = []
     for key in keys:
         kind = schema.field(key).type
@@ -214,7 +218,7 @@ def score_dask(
         raise MissingDependencyError("the dask engine needs dask: pip install 'parity[dask]'") from exc
     dataset, fmt = open_dataset(input_url, filesystem=filesystem)
     if fmt != "parquet":
-        raise SchemaError(f"engine='dask' reads Parquet; {input_url} is {fmt}: use engine='local'")
+        raise SchemaError(f"engine='dask' reads Parquet; {input_url} is {fmt}: use engine='local'", param="engine")
     p = plan(artifact.signature, dataset.schema, keys, input_url)
     artifact = single_threaded(artifact)
     assert isinstance(dataset, ds.FileSystemDataset)

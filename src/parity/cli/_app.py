@@ -35,11 +35,11 @@ class ParityGroup(TyperGroup):
             code = exit_code_for(exc)
             if get_state(ctx).debug:
                 traceback.print_exception(exc, file=sys.stderr)
-            message = str(exc) or type(exc).__name__
             if code == UNEXPECTED:
-                message = f"unexpected {type(exc).__name__}: {message} (rerun with --debug for the traceback)"
+                text = str(exc) or type(exc).__name__
+                message = f"unexpected {type(exc).__name__}: {text} (rerun with --debug for the traceback)"
             else:
-                message = with_flags(message)
+                message = with_flags(exc)
             error_line(message)
             raise typer.Exit(code) from None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from dataclasses import dataclass
 
 from parity.errors import (
@@ -104,17 +103,8 @@ def flag_of(param: str) -> str:
     return OPTION_FLAGS.get(param, "--" + param.replace("_", "-"))
 
 
-PARAMETER_FLAGS: dict[str, str] = {
-    text: flag_of(text.split("=", 1)[0])
-    for text in ("trusted=True", "allow_failed_parity=True", "keys=", "engine=", "wheel=")
-}
-"""Library messages name Python parameters (``name=value``); the CLI adds the flag that sets each one."""
-
-# A parameter counts only as a whole word: "sort_keys=" or "self.engine=" does not name ``keys``/``engine``.
-_PARAMETER_RE = {param: re.compile(rf"(?<![\w.]){re.escape(param)}") for param in PARAMETER_FLAGS}
-
-
-def with_flags(message: str) -> str:
-    """Append the CLI flag of every parameter that ``message`` names."""
-    flags = [flag for param, flag in PARAMETER_FLAGS.items() if _PARAMETER_RE[param].search(message)]
-    return f"{message} (CLI: {', '.join(flags)})" if flags else message
+def with_flags(exc: BaseException) -> str:
+    """The message of ``exc``, plus the CLI flag of the parameter it names (:attr:`ParityError.param`)."""
+    message = str(exc) or type(exc).__name__
+    param = getattr(exc, "param", None) if isinstance(exc, ParityError) else None
+    return f"{message} (CLI: {flag_of(param)})" if param else message

@@ -372,7 +372,7 @@ def main() -> None:
     try:
         typer.run(serve)
     except ParityError as exc:
-        print(f"error: {with_flags(str(exc))}", file=sys.stderr)
+        print(f"error: {with_flags(exc)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # uvicorn re-raises SIGINT once it has shut down gracefully
         sys.exit(130)

@@ -14,6 +14,7 @@ class DeployError(ParityError):
 class InvalidOptionError(DeployError, ValueError):
     """A deployment option is invalid; nothing was written. ``param`` names its parameter (e.g. ``min_replicas``)."""
 
+    param: str
+
     def __init__(self, message: str, *, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param)

@@ -244,13 +244,14 @@ def build_parity_wheel(dest: Path, wheel: Path | None = None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     if wheel is not None:
         if not wheel.is_file() or (_wheel_name(wheel.name) or ("",))[0] != "parity":
-            raise DeployError(f"wheel must be an existing parity-*.whl file, got {str(wheel)!r}")
+            raise DeployError(f"wheel must be an existing parity-*.whl file, got {str(wheel)!r}", param="wheel")
         return Path(shutil.copy2(wheel, dest / wheel.name))
     root = _source_root()
     if root is None:
         raise DeployError(
             "parity is not installed from a source tree, so its wheel cannot be rebuilt: pass wheel= "
-            "(the parity wheel to put in the image)"
+            "(the parity wheel to put in the image)",
+            param="wheel",
         )
     with tempfile.TemporaryDirectory() as tmp:
         # A fixed timestamp makes the wheel (and so its hash in the lock) identical on every build.

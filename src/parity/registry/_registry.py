@@ -167,7 +167,8 @@ def _refuse_failed_parity(manifest: Mapping[str, Any], action: str, allowed: boo
     raise ParityMismatchError(
         f"refusing to {action} {manifest.get('name')!r}: its parity check FAILED at packaging "
         f"({parity.get('failure')}); the served model would not answer what the Python pipeline answers. "
-        "Fix the model, or force it with allow_failed_parity=True"
+        "Fix the model, or force it with allow_failed_parity=True",
+        param="allow_failed_parity",
     )
 
 

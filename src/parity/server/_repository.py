@@ -212,7 +212,8 @@ class ModelRepository:
             raise ParityMismatchError(
                 f"{artifact.name}:{version} FAILED its parity check at packaging "
                 f"({artifact.manifest['parity'].get('failure')}); refusing to serve it. "
-                "Serve it anyway only with allow_failed_parity=True"
+                "Serve it anyway only with allow_failed_parity=True",
+                param="allow_failed_parity",
             )
         report = artifact.verify(raise_on_failure=False)
         # An artifact packaged with allow_mismatch records a failed parity check: only require that it runs.
