@@ -30,11 +30,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -106,16 +106,69 @@ def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
     return None
 
 
+class _Call:
+    """One coroutine handed to the loop and the pool thread waiting for its outcome (a one-shot latch)."""
+
+    __slots__ = ("coro", "done", "error", "result")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()  # released by the loop once the coroutine finished
+
+    def settle(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            self.error = asyncio.CancelledError()
+        elif (exc := task.exception()) is not None:
+            self.error = exc
+        else:
+            self.result = task.result()
+        self.done.release()
+
+
 class _Loop:
-    """Runs coroutines on the server's event loop from gRPC pool threads."""
+    """Runs coroutines on the server's event loop from gRPC pool threads.
+
+    Cheaper than ``run_coroutine_threadsafe`` per call (measured): calls queue in a deque and one
+    ``call_soon_threadsafe`` wakes the loop for all that arrived meanwhile, and the waiting thread
+    sleeps on a plain lock instead of a ``concurrent.futures.Future`` condition.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
         self.loop = loop
         self.timeout_s = timeout_s
+        self._calls: deque[_Call] = deque()  # append/popleft are atomic: threads append, the loop pops
+        self._scheduled = False
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for its result (bounded: the loop may be stopping)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout_s)
+        call = _Call(coro)
+        self._calls.append(call)
+        if not self._scheduled:
+            # Appended before the flag is read, and _start clears the flag before popping: a call
+            # seen with the flag still set is popped by the _start already scheduled.
+            self._scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self._start)
+            except RuntimeError:  # the loop is closed: the server is stopping
+                self._scheduled = False
+                coro.close()
+                raise
+        if not call.done.acquire(timeout=self.timeout_s):
+            raise TimeoutError(f"the server did not answer within {self.timeout_s:g} s")
+        if call.error is not None:
+            raise call.error
+        return cast("T", call.result)
+
+    def _start(self) -> None:
+        """On the loop: start every queued call as a task."""
+        self._scheduled = False
+        calls, create = self._calls, self.loop.create_task
+        while calls:
+            call = calls.popleft()
+            create(call.coro).add_done_callback(call.settle)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
