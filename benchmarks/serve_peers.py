@@ -345,6 +345,11 @@ class LoadResult:
     client_cpu: float
     server_cpu: float
 
+    @property
+    def server_us(self) -> float:
+        """Server CPU microseconds per request: robust to other load on the machine, unlike req/s."""
+        return self.server_cpu / self.rps * 1e6 if self.rps else math.nan
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -559,7 +564,8 @@ def grpc_vs_rest(
                         results.append(r)
                         log(
                             f"  {protocol:9} c{conc:<2} {r.rps:8.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-                            f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  server cpu {r.server_cpu:.2f}"
+                            f"p99 {r.p99_ms:6.2f} ms  client cpu {r.client_cpu:.2f}  server cpu {r.server_cpu:.2f}  "
+                            f"server {r.server_us:4.0f} us/req"
                         )
         finally:
             proc.terminate()
@@ -580,6 +586,7 @@ def grpc_vs_rest(
                 "p99_ms": statistics.median(r.p99_ms for r in rs),
                 "client_cpu": statistics.median(r.client_cpu for r in rs),
                 "server_cpu": statistics.median(r.server_cpu for r in rs),
+                "server_us_per_req": statistics.median(r.server_us for r in rs),
             }
     return {"runs": [asdict(r) for r in results], "summary": summary, "max_abs_diff_vs_sklearn": diff}
 
@@ -926,6 +933,9 @@ def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
         for conc in (1, 32):
             g, r = ps[f"grpc_c{conc}"]["rps"], ps[f"rest_c{conc}"]["rps"]
             text = f"gRPC vs REST single-row, {conc} in flight: {g:.0f} vs {r:.0f} req/s (x{g / r:.2f}; goal >= 1)"
+            gu, ru = ps[f"grpc_c{conc}"].get("server_us_per_req"), ps[f"rest_c{conc}"].get("server_us_per_req")
+            if gu and ru:  # the per-core view, which other load on the machine distorts less
+                text += f"; server CPU {gu:.0f} vs {ru:.0f} us/request (REST/gRPC x{ru / gu:.2f})"
             goal(f"grpc_c{conc}", text, g / r, g >= r)
     for sc in ("1row_c32", "100row_c8"):
         # Same conditions for both: the unpinned run (a pinned single worker is also in the table below).
@@ -935,10 +945,12 @@ def report(paths: Paths, protocols: dict[str, Any] | None) -> dict[str, Any]:
 
     if protocols:
         print("\n== gRPC vs REST (parity, 1 row; server on CPU 1, closed-loop client on CPU 0; medians) ==")
-        print(f"  {'case':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'client cpu':>12}{'server cpu':>12}")
+        head = f"  {'case':14}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'client cpu':>12}{'server cpu':>12}"
+        print(head + f"{'server us/req':>15}")
         for key, v in protocols["summary"].items():
             cells = f"{v['rps']:>9.0f}{v['p50_ms']:>9.2f}{v['p99_ms']:>9.2f}"
-            print(f"  {key:14}{cells}{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}")
+            us = v.get("server_us_per_req", math.nan)
+            print(f"  {key:14}{cells}{v['client_cpu']:>12.2f}{v['server_cpu']:>12.2f}{us:>15.0f}")
         print("  *-live: the liveness probe (no model, no codec): what each transport alone costs in this server")
     if unpinned:
         print("\n== separate run: parity servers UNPINNED (both cores), wrk on CPU 0 (competes with the server) ==")

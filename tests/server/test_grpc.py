@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import struct
 import time
@@ -216,6 +218,28 @@ def test_typed_contents_get_typed_outputs(stub: Any, model_env: ModelEnv) -> Non
         assert (label.name, label.datatype, list(label.shape)) == ("label", "BYTES", [len(rows)])
         assert (prob.name, prob.datatype, list(prob.shape)) == ("probability", "FP64", [len(rows)])
         assert_outputs(label.contents.bytes_contents, prob.contents.fp64_contents, model_env.artifact.predict(rows))
+
+
+def test_long_typed_tensors_get_the_same_answers(stub: Any, model_env: ModelEnv) -> None:
+    # Short numeric tensors reach the codec as lists, long ones (>= 64 rows) as arrays: same answers.
+    rows = pd.concat([sample_rows(model_env), model_env.frame.head(150)]).reset_index(drop=True)
+    assert rows["age"].isna().any()
+    label, prob = stub.ModelInfer(typed_request(rows)).outputs
+    assert len(prob.contents.fp64_contents) == len(rows) >= 64
+    assert_outputs(label.contents.bytes_contents, prob.contents.fp64_contents, model_env.artifact.predict(rows))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux-only")
+def test_pool_threads_run_as_sched_batch_and_the_loop_does_not(stub: Any, server: GrpcServer) -> None:
+    assert stub.ServerLive(pb.ServerLiveRequest()).live  # at least one pool thread exists now
+    pid = server.proc.pid
+    policies = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread may end meanwhile
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            policies[int(tid)] = int(stat[stat.rindex(")") + 2 :].split()[38])  # field 41: policy
+    assert policies[pid] == os.SCHED_OTHER  # the event loop keeps its wake-up preemption
+    assert os.SCHED_BATCH in policies.values()
 
 
 def test_raw_contents_with_column_shape_get_raw_outputs(stub: Any, model_env: ModelEnv) -> None:

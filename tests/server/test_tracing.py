@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,9 +30,22 @@ def _exporter() -> InMemorySpanExporter:
     return exporter
 
 
+def test_spans_are_skipped_until_a_recording_provider_is_set() -> None:
+    # A fresh interpreter: the global provider is still OpenTelemetry's proxy (set-once per process).
+    code = (
+        "from opentelemetry import trace; from opentelemetry.sdk.trace import TracerProvider\n"
+        "from parity.server import _tracing as t\n"
+        "assert t.ENABLED and not t.enabled()\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "assert t.enabled()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 def test_each_request_gets_decode_queue_model_and_lake_spans(model_env: ModelEnv, tmp_path: Path) -> None:
     assert tracing.ENABLED
     exporter = _exporter()
+    assert tracing.enabled()
     lake = LakeWriter(tmp_path / "lake", flush_interval_s=60)
     dp = DataPlane(["churn@production"], registry=Registry(model_env.registry_root), lake=lake)
     rows = model_env.frame.head(5)

@@ -261,7 +261,7 @@ class DataPlane:
         (``request_timeout_s`` or the client's ``timeout_s`` if shorter, queueing included) and the
         queue-time metric. The request itself is counted by the caller: :meth:`record_answer`.
         """
-        if not tracing.ENABLED:
+        if not tracing.enabled():
             return await self._infer(name, version, columns, request_id, arrival, timeout_s)
         called = time.perf_counter()
         with tracing.span("parity.infer", start=arrival, model=name, protocol=protocol, request_id=request_id):
@@ -314,7 +314,8 @@ class DataPlane:
                     f"inference did not finish within {budget:g} s of the request's arrival; the server is overloaded"
                 ) from None
             outputs = _typed_outputs(handle, raw)
-            if tracing.ENABLED and "start" in timing:
+            traced = tracing.enabled()
+            if traced and "start" in timing:
                 tracing.record_span("parity.queue", submitted, timing["start"], rows=rows)
                 tracing.record_span("parity.model", timing["start"], timing["end"], version=handle.version_str)
             if lake is not None:
@@ -333,7 +334,7 @@ class DataPlane:
                         ) from exc
                     raise
                 finally:
-                    if tracing.ENABLED:
+                    if traced:
                         tracing.record_span("parity.lake", lake_start, time.perf_counter(), overflow=lake.overflow)
         finally:
             if admitted and handle is not None:
