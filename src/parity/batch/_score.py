@@ -1,7 +1,8 @@
 """Score a Parquet/CSV dataset with an artifact: the local and Dask engines and the shared per-batch step.
 
-Every engine calls :func:`score_table` (or, on Spark, :func:`score_frame`), which runs the model
-through ``Artifact.predict``, the one path that validates and runs a model, so outputs do not depend
+Every engine calls :func:`score_table` on Arrow batches (local and Dask from pyarrow's reader, Spark
+in ``mapInArrow``), which runs the model through ``Artifact.predict_columns``, the one path that
+runs a model, after :func:`parity.codec.encode_arrow` validated the batch, so outputs do not depend
 on the engine. Output: the ``keys`` columns as read, then one column per declared output, typed as
 the signature says.
 """
@@ -15,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -34,7 +34,6 @@ __all__ = [
     "Plan",
     "plan",
     "score_dask",
-    "score_frame",
     "score_local",
     "score_table",
     "single_threaded",
@@ -113,14 +112,6 @@ def _text_nulls(table: pa.Table, signature: Signature) -> pa.Table:
     return table
 
 
-def score_frame(artifact: Artifact, frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Keys + outputs of one pandas batch (the Spark engine's unit of work)."""
-    outputs = artifact.predict(frame[list(artifact.signature.input_names)])
-    if not keys:
-        return outputs.reset_index(drop=True)
-    return pd.concat([frame[list(keys)].reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
-
-
 def score_table(artifact: Artifact, table: pa.Table | pa.RecordBatch, p: Plan, *, csv: bool = False) -> pa.Table:
     """Keys + outputs of one Arrow batch, cast to the output schema.
 
@@ -131,8 +122,12 @@ def score_table(artifact: Artifact, table: pa.Table | pa.RecordBatch, p: Plan, *
         table = _text_nulls(pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table,
                             artifact.signature)  # fmt: skip
     outputs = artifact.predict_columns(encode_arrow(artifact.signature, table))
-    columns = [table.column(k) for k in p.keys]
-    columns = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in columns]
+    columns = []
+    for key in p.keys:
+        col = table.column(key)
+        col = col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+        kind = p.schema.field(key).type
+        columns.append(col if col.type == kind else col.cast(kind))  # Spark may send large_string
     # from_pandas: a NaN output is written as null, as the pandas frame of Artifact.predict gives it.
     columns += [pa.array(outputs[f.name], type=f.type, from_pandas=True) for f in p.schema if f.name not in p.keys]
     return pa.Table.from_arrays(columns, schema=p.schema)
