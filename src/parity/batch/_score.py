@@ -76,8 +76,13 @@ def _csv_format(signature: Signature) -> ds.CsvFileFormat:
 def _parquet_format(signature: Signature) -> ds.ParquetFileFormat:
     # Text inputs read as Parquet stores them, dictionary-encoded: encode_arrow validates and the
     # graph runs each distinct value once instead of building a Python string per row.
+    # pre_buffer off: with it, Arrow reads column chunks ahead of the consumer without bound (peak RSS
+    # scanning 5M churn rows: 546 MiB, growing with the file; without: 331 MiB at 5M, 256 MiB at 1M).
     text = [c.name for c in signature.inputs if c.datatype == "BYTES"]
-    return ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=text))
+    return ds.ParquetFileFormat(
+        read_options=ds.ParquetReadOptions(dictionary_columns=text),
+        default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False),
+    )
 
 
 def plan(signature: Signature, schema: pa.Schema, keys: Sequence[str], where: str) -> Plan:
@@ -179,7 +184,8 @@ def score_local(
     artifact = single_threaded(artifact)
     workers = workers or _workers()
     # One decoding thread: the pool's workers are the parallelism (Arrow's own threads cost 5x the CPU).
-    scanner = dataset.scanner(columns=p.read, batch_size=batch_size, use_threads=False)
+    # Read ahead only as far as the pool can take (Arrow's default, 16 batches, is ~300 MiB here).
+    scanner = dataset.scanner(columns=p.read, batch_size=batch_size, use_threads=False, batch_readahead=2 * workers)
     single = str(output_url).lower().endswith((".parquet", ".pq"))
     stage = atomic_file(output_url, output_filesystem) if single else atomic_dir(output_url, output_filesystem)
     rows = 0
