@@ -206,9 +206,10 @@ def score_local(
 
 
 def _write_options(p: Plan) -> dict[str, Any]:
-    """Dictionary pages only where values repeat: a probability per row never does, and trying costs
-    2x the writer's CPU (measured: 0.070 -> 0.025 CPU-s per million rows of keys + label + probability)."""
-    return {"use_dictionary": [f.name for f in p.schema if not pa.types.is_floating(f.type)]}
+    """Dictionary pages only for outputs whose values repeat (labels): keys are identifiers and a
+    probability per row never repeats, and trying costs the writer's CPU (keys + label + probability,
+    CPU-s per million rows: dictionary everywhere 0.066, label + key 0.038, label only 0.024)."""
+    return {"use_dictionary": [f.name for f in p.schema if f.name not in p.keys and not pa.types.is_floating(f.type)]}
 
 
 def _write(writer: pq.ParquetWriter, table: pa.Table, progress: Progress | None) -> int:
