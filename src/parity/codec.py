@@ -573,8 +573,12 @@ def encode_arrow(signature: Signature, data: pa.RecordBatch | pa.Table) -> Encod
                 continue
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
-        # Text stays Arrow (its own vectorised check names the row); the rest as pandas would give it.
-        out[spec.name] = encode_column(spec, col if spec.datatype == "BYTES" else col.to_numpy(zero_copy_only=False))
+        if spec.datatype == "BYTES":  # Arrow text has its own vectorised check, which names the row
+            out[spec.name] = encode_column(spec, col)
+            continue
+        values = col.to_numpy(zero_copy_only=False)  # as pandas would give it: nulls as NaN or None
+        fast = _fast_numeric(spec, values)
+        out[spec.name] = fast if fast is not None else encode_column(spec, values)
     return out
 
 
