@@ -62,6 +62,8 @@ def _axes_ok(axes: list[int] | None, rank: int) -> bool:
 
 
 class _Rewriter:
+    """One pass over the nodes in order: each moves to dictionary space or first gathers what it reads."""
+
     def __init__(self, model: onnx.ModelProto, columns: Collection[str]) -> None:
         graph = model.graph
         self.graph = graph
@@ -99,6 +101,7 @@ class _Rewriter:
             )
 
     def dict_name(self, name: str) -> str:
+        """The name of ``name``'s dictionary-space tensor."""
         return self.feeds[name].values if name in self.feeds else name + self.suffix
 
     def _broadcast_ok(self, node: onnx.NodeProto, rank: int) -> bool:
