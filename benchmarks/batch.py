@@ -5,7 +5,9 @@
 Data: the peers' churn pipeline (12 raw columns, /work/shared/bench/peers/make_model.py's generator,
 GradientBoosting), written to one Parquet file. Each contender runs in its own process over the same
 file, so its peak RSS is its own; the baseline reads the same row groups with pyarrow and calls
-``pipeline.predict_proba`` per batch. Prints rows/s, ratios vs the baseline, and peak RSS.
+``pipeline.predict_proba`` per batch. Prints rows/s, ratios vs the baseline, CPU seconds per million
+rows (utime + stime of the contender's process tree: threads, and Spark's JVM and Python workers;
+much steadier than rows/s on a busy machine) and peak RSS.
 """
 
 from __future__ import annotations
@@ -23,9 +25,26 @@ from pathlib import Path
 PEERS = Path(os.environ.get("PEERS_MODEL", "/work/shared/bench/peers/make_model.py"))
 
 CHILD = r"""
-import json, pickle, sys, time
+import json, os, pickle, sys, time
 engine, model_dir, pipe, data, out = sys.argv[1:6]
-t = time.perf_counter()
+
+def tree_cpu():
+    # utime + stime of this process, its threads and its live descendants (Spark's JVM and Python workers).
+    parents, cpu = {}, {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(pid)], cpu[int(pid)] = int(fields[1]), int(fields[11]) + int(fields[12])
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0)
+        todo += [c for c, p in parents.items() if p == pid]
+    return total / os.sysconf("SC_CLK_TCK")
+
+t, c = time.perf_counter(), tree_cpu()
 if engine == "sklearn":
     import pyarrow.parquet as pq
     model = pickle.load(open(pipe, "rb"))
@@ -40,12 +59,12 @@ else:
         from parity._spark import spark_session
         kw["spark"] = spark_session("local[2]", {"spark.ui.showConsoleProgress": "false", **json.loads(sys.argv[6])})
         kw["spark"].sparkContext.setLogLevel("ERROR")
-        t = time.perf_counter()  # JVM start excluded (reported separately)
+        t, c = time.perf_counter(), tree_cpu()  # JVM start excluded
     rows = score(model_dir, data, out, engine=engine, keys=["customer_id"], **kw).rows
-seconds = time.perf_counter() - t
+seconds, cpu = time.perf_counter() - t, tree_cpu() - c
 # VmHWM, not ru_maxrss: exec keeps the parent's high-water mark in ru_maxrss (the data generator's).
 peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024
-print(json.dumps({"rows": rows, "seconds": seconds, "peak_mib": peak}))
+print(json.dumps({"rows": rows, "seconds": seconds, "cpu_s": cpu, "peak_mib": peak}))
 """
 
 
@@ -114,7 +133,7 @@ def main() -> None:
         rate = r["rows"] / r["seconds"]
         ratio = f"  {rate / (base['rows'] / base['seconds']):.2f}x sklearn" if base else ""
         print(f"{engine:8s} {r['rows']:>10,} rows  {r['seconds']:7.2f} s  {rate:>12,.0f} rows/s{ratio}  "
-              f"peak RSS {r['peak_mib']:.0f} MiB")  # fmt: skip
+              f"{r['cpu_s'] / r['rows'] * 1e6:5.2f} CPU-s/M rows  peak RSS {r['peak_mib']:.0f} MiB")  # fmt: skip
     if "local" in results and "spark" in results:
         local = results["local"]["rows"] / results["local"]["seconds"]
         print(f"spark local[2] / local: {results['spark']['rows'] / results['spark']['seconds'] / local:.2f}x")

@@ -566,3 +566,85 @@ def test_nullable_int64_refuses_fractions_and_infinities(values: list[float]) ->
         encode_column(spec, values)
     with pytest.raises(SchemaError, match=r"\(INT64\) cannot hold nulls"):
         encode_column(spec, [1, None])
+
+
+ARROW_SIGNATURE = Signature(
+    inputs=(
+        ColumnSpec("x", "FP64", nullable=True),
+        ColumnSpec("n", "INT64", nullable=False),
+        ColumnSpec("s", "BYTES", nullable=True),
+        ColumnSpec("d", "BYTES", nullable=True),
+        ColumnSpec("b", "BOOL", nullable=False),
+    )
+)
+
+
+def _arrow_table(n: int) -> pa.Table:
+    rng = np.random.default_rng(0)
+    text = rng.choice(["a", "b", "c"], n).astype(object)
+    text[::7] = None
+    return pa.table(
+        {
+            "x": pa.array(np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)), from_pandas=True),
+            "n": pa.array(rng.integers(-5, 5, n)),
+            "s": pa.array(text),  # plain text, as CSV or Spark give it
+            "d": pa.array(text[::-1]).dictionary_encode(),  # dictionary text, as Parquet gives it
+            "b": pa.array(rng.random(n) < 0.5),
+        }
+    )
+
+
+@pytest.mark.parametrize("n", [3, 500])
+def test_encode_arrow_matches_encode_frame_and_keeps_the_text_dictionaries(n: int) -> None:
+    from parity.codec import encode_arrow
+
+    table = _arrow_table(n)
+    got = encode_arrow(ARROW_SIGNATURE, table)
+    expected = encode_frame(ARROW_SIGNATURE, table.to_pandas())
+    assert list(got) == list(expected)
+    for name, values in expected.items():
+        assert got[name].dtype == values.dtype, name
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
+    assert sorted(got.dictionaries) == ["d", "s"]
+    for name, text in got.dictionaries.items():
+        assert text.indices.dtype == np.int64 and len(set(text.values.tolist())) == len(text.values)
+        np.testing.assert_array_equal(text.values[text.indices], expected[name])
+    assert MISSING_STRING in got.dictionaries["s"].values.tolist()
+
+
+def test_encode_arrow_unifies_dictionaries_across_chunks() -> None:
+    from parity.codec import encode_arrow
+
+    sig = Signature(inputs=(ColumnSpec("d", "BYTES", nullable=True),))
+    chunks = [pa.array(["a", "b"]).dictionary_encode(), pa.array(["c", None, "a"]).dictionary_encode()]
+    got = encode_arrow(sig, pa.table({"d": pa.chunked_array(chunks)}))
+    assert got["d"].tolist() == ["a", "b", "c", MISSING_STRING, "a"]
+    assert sorted(got.dictionaries["d"].values.tolist()) == sorted(["a", "b", "c", MISSING_STRING])
+
+
+@pytest.mark.parametrize(
+    ("column", "pattern"),
+    [
+        (pa.array(["a"] * 70 + [None]).dictionary_encode(), r"column 's' is not nullable.*row 70"),
+        (pa.array(["a"] * 70 + [None]), r"column 's' is not nullable.*row 70"),
+        (pa.array([1, 2, 3]), r"column 's' expects BYTES \(text\); received int.* at row 0"),
+    ],
+)
+def test_encode_arrow_names_the_column_and_row_of_bad_text(column: pa.Array, pattern: str) -> None:
+    from parity.codec import encode_arrow
+
+    sig = Signature(inputs=(ColumnSpec("s", "BYTES", nullable=False),))
+    with pytest.raises(SchemaError, match=pattern):
+        encode_arrow(sig, pa.table({"s": column}))
+
+
+def test_encode_arrow_names_bad_numbers_missing_columns_and_empty_batches() -> None:
+    from parity.codec import encode_arrow
+
+    sig = Signature(inputs=(ColumnSpec("x", "FP64", nullable=True), ColumnSpec("y", "FP64", nullable=True)))
+    with pytest.raises(SchemaError, match=r"column 'x' expects FP64 numbers; received str 'oops' at row 1"):
+        encode_arrow(sig, pa.table({"x": [None, "oops"], "y": [1.0, 2.0]}))
+    with pytest.raises(SchemaError, match=r"missing input column\(s\) \['y'\]"):
+        encode_arrow(sig, pa.table({"x": [1.0]}))
+    with pytest.raises(SchemaError, match="no rows"):
+        encode_arrow(sig, pa.table({"x": pa.array([], pa.float64()), "y": pa.array([], pa.float64())}))

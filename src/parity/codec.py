@@ -12,6 +12,7 @@ import math
 import reprlib
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,13 @@ __all__ = [
     "OIP_DATATYPES",
     "WIRE_DTYPES",
     "EncodedColumns",
+    "TextDictionary",
     "datatype_of",
     "decode_outputs",
     "decode_raw",
     "describe_value",
     "echo_values",
+    "encode_arrow",
     "encode_column",
     "encode_columns",
     "encode_frame",
@@ -165,8 +168,24 @@ def describe_value(value: Any) -> str:
     return _describe(value)
 
 
+@dataclass(frozen=True)
+class TextDictionary:
+    """A validated text column as its distinct values (MISSING_STRING for null) and one int64 index per row."""
+
+    values: np.ndarray
+    indices: np.ndarray
+
+
 class EncodedColumns(dict[str, np.ndarray]):
-    """Columns that passed :func:`encode_columns` / :func:`encode_frame`: typed, validated, one per input."""
+    """Columns that passed :func:`encode_columns` / :func:`encode_frame`: typed, validated, one per input.
+
+    ``dictionaries`` (from :func:`encode_arrow`) holds text columns also as distinct values + row
+    indices, so a runtime can work on each distinct value once; the columns themselves are complete.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dictionaries: dict[str, TextDictionary] = {}
 
 
 def _describe(value: Any) -> str:
@@ -523,6 +542,65 @@ def encode_frame(signature: Signature, frame: pd.DataFrame) -> EncodedColumns:
     if not values and len(encoded) == len(signature.inputs):
         return EncodedColumns(encoded)
     return encode_columns(signature, values, n_rows=len(frame), encoded=encoded)
+
+
+def encode_arrow(signature: Signature, data: pa.RecordBatch | pa.Table) -> EncodedColumns:
+    """Validate an Arrow batch against ``signature`` and return typed column arrays (what
+    :func:`encode_frame` returns for ``data.to_pandas()``), text also dictionary-encoded.
+
+    Text is validated once per distinct value: a Parquet dictionary column as read, any other text
+    column after ``dictionary_encode`` (a hash per row, 4x cheaper than a Python string per row).
+    """
+    names = data.schema.names
+    missing = [c.name for c in signature.inputs if c.name not in names]
+    if missing:
+        raise SchemaError(
+            f"missing input column(s) {missing}; the model takes {signature.input_names}", column=missing[0]
+        )
+    if data.num_rows == 0:
+        raise SchemaError("the input has no rows; send at least one row")
+    out = EncodedColumns()
+    for spec in signature.inputs:
+        col = data.column(spec.name)
+        if isinstance(col, pa.ChunkedArray):
+            # combine_chunks unifies the chunks' dictionaries into one.
+            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        if spec.datatype == "BYTES":
+            text = _text_dictionary(spec, col)
+            if text is not None:
+                out.dictionaries[spec.name] = text
+                out[spec.name] = text.values[text.indices]
+                continue
+        if pa.types.is_dictionary(col.type):
+            col = col.dictionary_decode()
+        if spec.datatype == "BYTES":  # Arrow text has its own vectorised check, which names the row
+            out[spec.name] = encode_column(spec, col)
+            continue
+        values = col.to_numpy(zero_copy_only=False)  # as pandas would give it: nulls as NaN or None
+        fast = _fast_numeric(spec, values)
+        out[spec.name] = fast if fast is not None else encode_column(spec, values)
+    return out
+
+
+def _text_dictionary(spec: ColumnSpec, col: pa.Array) -> TextDictionary | None:
+    """A text column as validated distinct values + row indices; None to take the per-row path."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        col = col.dictionary_encode()
+    elif not pa.types.is_dictionary(col.type):
+        return None
+    dictionary = col.dictionary
+    if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
+        return None
+    if dictionary.null_count or (col.null_count and not spec.nullable):
+        return None  # the per-row path names the first null's row
+    values = np.asarray(dictionary.to_numpy(zero_copy_only=False), dtype=object)
+    indices = col.indices
+    if col.null_count:
+        values = np.append(values, np.array([MISSING_STRING], dtype=object))
+        indices = pc.fill_null(indices, pa.scalar(len(values) - 1, indices.type))
+    return TextDictionary(values, indices.to_numpy().astype(np.int64, copy=False))
 
 
 def _fast_numeric(spec: ColumnSpec, raw: Any) -> np.ndarray | None:

@@ -8,9 +8,11 @@ already validated and typed by :mod:`parity.codec`.
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +20,9 @@ from parity.codec import frame_from_columns
 from parity.model import reference_outputs, restore_dtypes
 from parity.postprocess import OutputPlan
 from parity.schema import Signature
+
+if TYPE_CHECKING:
+    from parity._dictgraph import DictionaryFeeds
 
 __all__ = ["OnnxRuntime", "PythonRuntime", "Runtime"]
 
@@ -51,15 +56,30 @@ class OnnxRuntime(Runtime):
         self._parallel: Any = None
         self._inputs = [i.name for i in self.session.get_inputs()]
         self._outputs = list(signature.output_names)
+        self._text = [c.name for c in signature.inputs if c.datatype == "BYTES" and c.name in self._inputs]
+        self._dictionary: tuple[Any, dict[str, DictionaryFeeds]] | None = None
+        self._lock = threading.Lock()
 
-    def _session(self, threads: int) -> Any:
+    def _session(self, threads: int, source: bytes | str | None = None) -> Any:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        return ort.InferenceSession(self._source, sess_options=opts, providers=["CPUExecutionProvider"])
+        model = self._source if source is None else source
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def _dictionary_session(self) -> tuple[Any, dict[str, DictionaryFeeds]]:
+        """The graph taking text as distinct values + row indices (built on first use, one thread)."""
+        with self._lock:  # batch engines call from several threads at once
+            if self._dictionary is None:
+                from parity._dictgraph import dictionary_model  # imports onnx: only batch scoring needs it
+
+                model = self._source if isinstance(self._source, bytes) else Path(self._source).read_bytes()
+                rewritten, feeds = dictionary_model(model, self._text)
+                self._dictionary = (self._session(self._threads or 1, rewritten), feeds)
+            return self._dictionary
 
     def _session_for(self, rows: int) -> Any:
         if self._threads is not None or rows < self.parallel_rows:
@@ -70,10 +90,19 @@ class OnnxRuntime(Runtime):
         return self._parallel
 
     def predict(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph."""
-        feeds = {name: columns[name] for name in self._inputs}
-        rows = len(next(iter(feeds.values()))) if feeds else 0
-        results = self._session_for(rows).run(self._outputs, feeds)
+        """Run the graph (on each text column's distinct values when the columns carry them)."""
+        dictionaries = getattr(columns, "dictionaries", None)
+        if self._text and dictionaries and all(name in dictionaries for name in self._text):
+            session, names = self._dictionary_session()
+            feeds = {name: columns[name] for name in self._inputs if name not in names}
+            for name, feed in names.items():
+                feeds[feed.values] = dictionaries[name].values
+                feeds[feed.indices] = dictionaries[name].indices
+            results = session.run(self._outputs, feeds)
+        else:
+            feeds = {name: columns[name] for name in self._inputs}
+            rows = len(next(iter(feeds.values()))) if feeds else 0
+            results = self._session_for(rows).run(self._outputs, feeds)
         return dict(zip(self._outputs, results, strict=True))
 
 

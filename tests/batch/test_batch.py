@@ -97,6 +97,8 @@ def test_dask_and_spark_equal_local(
     for engine, got in outputs.items():
         pd.testing.assert_frame_equal(got, outputs["local"], check_exact=True, obj=engine)
     pd.testing.assert_frame_equal(outputs["spark"], expected, check_exact=True, check_dtype=False)
+    # The job's larger Arrow batches were the engine's own setting: the session is as it was.
+    assert spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", None) is None
 
 
 def test_spark_executor_refuses_a_tampered_artifact(model_dir: Path, spark: Any) -> None:

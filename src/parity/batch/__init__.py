@@ -6,8 +6,9 @@
     score("models/churn", "data/customers.parquet", "out/scores.parquet", keys=["customer_id"])
     score("models/churn", "data/customers/", "out/scores/", engine="spark", keys=["customer_id"])
 
-Every engine runs the same artifact through ``Artifact.predict`` and gives the same outputs (a test
-checks it on a dataset larger than one batch). Reading and writing go through one URL -> filesystem
+Every engine runs the same per-batch step (``_score.score_table``: ``codec.encode_arrow``, then
+``Artifact.predict_columns``) on Arrow batches and gives the same outputs (a test checks it on a
+dataset larger than one batch). Reading and writing go through one URL -> filesystem
 seam (:func:`parity.batch._fs.resolve`), so object storage plugs in with a ``filesystem`` argument.
 """
 

@@ -57,7 +57,11 @@ def _format(path: str, info: pafs.FileInfo, fs: pafs.FileSystem) -> str:
 
 
 def open_dataset(
-    url: str | os.PathLike[str], *, filesystem: pafs.FileSystem | None = None, csv_format: ds.FileFormat | None = None
+    url: str | os.PathLike[str],
+    *,
+    filesystem: pafs.FileSystem | None = None,
+    csv_format: ds.FileFormat | None = None,
+    parquet_format: ds.FileFormat | None = None,
 ) -> tuple[ds.Dataset, str]:
     """Open a Parquet/CSV file or directory as a dataset; return it with its format name."""
     fs, path = resolve(url, filesystem)
@@ -65,7 +69,8 @@ def open_dataset(
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"input {os.fspath(url)!r} does not exist")
     fmt = _format(path, info, fs)
-    file_format: ds.FileFormat | str = csv_format if fmt == "csv" and csv_format is not None else fmt
+    chosen = {"csv": csv_format, "parquet": parquet_format}[fmt]
+    file_format: ds.FileFormat | str = chosen if chosen is not None else fmt
     return ds.dataset(path, format=file_format, filesystem=fs, exclude_invalid_files=False), fmt
 
 

@@ -1,9 +1,11 @@
-"""The Spark engine: the same artifact inside ``mapInPandas``, shipped to executors and verified there.
+"""The Spark engine: the same artifact inside ``mapInArrow``, shipped to executors and verified there.
 
 The driver stages the artifact directory under a name derived from its content digest and ships it
 with ``SparkContext.addFile``; each executor's Python worker loads it once (``load_artifact`` checks
 every file's sha256) and refuses it unless its content digest equals the driver's. Partitions are
-scored with :func:`parity.batch._score.score_frame`, the same per-batch step as the other engines.
+scored with :func:`parity.batch._score.score_table`, the same per-batch step as the other engines, on
+the Arrow batches Spark hands over (``mapInArrow``: no pandas frame, text validated and run once per
+distinct value).
 Spark reads and writes the data itself (``spark.read.parquet``), so any path Spark can open works
 (on EMR/Databricks ``s3://`` / ``s3a://`` with the cluster's credentials).
 """
@@ -14,16 +16,16 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 
 from parity._format import MANIFEST
 from parity._spark import spark_session, spark_type
 from parity.artifact import Artifact, load_artifact
-from parity.batch._score import BatchResult, plan, score_frame, single_threaded
+from parity.batch._score import DEFAULT_BATCH_SIZE, BatchResult, plan, score_table, single_threaded
 from parity.errors import IntegrityError
 from parity.registry import artifact_digest
 
@@ -75,14 +77,15 @@ def score_spark_frame(
     from pyspark.sql import types as T
 
     out_schema = T.StructType([T.StructField(f.name, spark_type(f.type), True) for f in p.schema])
-    name, key_list = staged.name, list(keys)
+    name = staged.name
 
-    def score_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         model = executor_artifact(name, digest, trusted)
-        for frame in frames:
-            yield score_frame(model, frame, key_list)
+        for batch in batches:
+            if batch.num_rows:
+                yield from score_table(model, batch, p).to_batches()
 
-    return df.select(*p.read).mapInPandas(score_partition, schema=out_schema)
+    return df.select(*p.read).mapInArrow(score_partition, schema=out_schema)
 
 
 def _arrow_of(spark: Any) -> pa.DataType:
@@ -110,7 +113,10 @@ def score_spark(
     trusted: bool = False,
     spark: Any = None,
 ) -> BatchResult:
-    """Read Parquet with Spark, score every partition with ``mapInPandas`` and write a Parquet directory."""
+    """Read Parquet with Spark, score every partition with ``mapInArrow`` and write a Parquet directory."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     session = spark or spark_session()
     path = input_url if "://" in input_url else str(Path(input_url).absolute())
     if "://" not in input_url and not Path(path).exists():
@@ -119,7 +125,26 @@ def score_spark(
     if "://" not in output_url and Path(target).exists():
         raise FileExistsError(f"output {output_url!r} already exists: choose a new path")
     result = score_spark_frame(session.read.parquet(path), artifact_dir, keys=keys, trusted=trusted)
-    # Spark's commit protocol publishes the directory (and _SUCCESS) only when every task succeeded.
-    result.write.mode("errorifexists").parquet(target)
-    rows = session.read.parquet(target).count()
-    return BatchResult(rows=int(rows), output=str(output_url), engine="spark", files=-1)
+    # Rows counted as they are written (no second job reading the output back).
+    observation = Observation("parity_batch")
+    with _arrow_batches(session, DEFAULT_BATCH_SIZE):
+        # Spark's commit protocol publishes the directory (and _SUCCESS) only when every task succeeded.
+        result.observe(observation, F.count(F.lit(1)).alias("rows")).write.mode("errorifexists").parquet(target)
+    return BatchResult(rows=int(observation.get["rows"]), output=str(output_url), engine="spark", files=-1)
+
+
+@contextmanager
+def _arrow_batches(session: Any, rows: int) -> Iterator[None]:
+    """Arrow batches of ``rows`` between the JVM and Python for this job, unless the session sets its own.
+
+    Spark's default of 10,000 rows costs ~13% more CPU per row than 65,536 (per-batch overhead on both sides).
+    """
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    if session.conf.get(key, None) is not None:  # None: not set, Spark would use its default
+        yield
+        return
+    session.conf.set(key, str(rows))
+    try:
+        yield
+    finally:
+        session.conf.unset(key)

@@ -102,9 +102,34 @@ class GraphBuilder:
         self.outputs.append(helper.make_tensor_value_info(name, elem_type, shape))
         return name
 
+    def producer(self, name: str) -> onnx.NodeProto | None:
+        """The node that outputs tensor ``name`` (None for inputs and constants)."""
+        return next((n for n in reversed(self.nodes) if name in n.output), None)
+
+    def _live_nodes(self) -> list[onnx.NodeProto]:
+        """The nodes some graph output depends on, in order: onnxruntime runs a superseded node too."""
+        needed = {o.name for o in self.outputs}
+        live = []
+        for node in reversed(self.nodes):
+            if not needed.intersection(node.output):
+                continue
+            live.append(node)
+            needed.update(node.input)
+            subgraphs = [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+            subgraphs += [g for a in node.attribute for g in a.graphs]
+            while subgraphs:  # names a nested graph reads from the outer scope
+                sub = subgraphs.pop()
+                for inner in sub.node:
+                    needed.update(inner.input)
+                    subgraphs += [a.g for a in inner.attribute if a.type == onnx.AttributeProto.GRAPH]
+                    subgraphs += [g for a in inner.attribute for g in a.graphs]
+        return live[::-1]
+
     def build(self, doc: str = "") -> onnx.ModelProto:
-        """Return the checked ONNX model."""
-        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers, doc_string=doc)
+        """Return the checked ONNX model (without nodes no output depends on)."""
+        graph = helper.make_graph(
+            self._live_nodes(), self.name, self.inputs, self.outputs, self.initializers, doc_string=doc
+        )
         model = helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid("", ONNX_OPSET), helper.make_opsetid(ML_DOMAIN, ML_OPSET)],

