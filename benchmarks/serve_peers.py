@@ -691,6 +691,9 @@ def lake_rows(lake: Path) -> int:
     return sum(pq.read_metadata(f).num_rows for p in partitions(lake) for f in p.files)
 
 
+SETTLE_S = 2.5  # > the lake's 2 s flush interval: idle time around a measured window
+
+
 def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) -> dict[str, Any]:
     """Lake rows written / predicted, lake on vs off, ack cost, overload; parity on CPU 1, client on CPU 0."""
     bodies = {1: paths.payloads / "parity_1.json", 100: paths.payloads / "parity_100.json"}
@@ -700,10 +703,14 @@ def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) ->
 
     def run(name: str, n: int, conc: int, lake: Path | None, *extra: str) -> dict[str, Any]:
         request = http_request(bodies[n].read_bytes())
-        with parity_server(paths, artifact, name, lake, *extra) as (_, port, _admin):
+        with parity_server(paths, artifact, name, lake, *extra) as (proc, port, _admin):
             with pinned({0}):
                 asyncio.run(status_loop(port, request, conc, min(2.0, seconds / 3)))  # warm-up
+                time.sleep(SETTLE_S)
+                cpu0 = proc_cpu_seconds(proc.pid)
                 by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds))
+                time.sleep(SETTLE_S)  # the lake's flush of these rows is part of their cost
+                cpu = proc_cpu_seconds(proc.pid) - cpu0
             metrics = scrape(port)
         acked = (len(by_status.get(200, [])) + 0) * n
         ok = len(by_status.get(200, []))
@@ -713,6 +720,7 @@ def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) ->
             "p99_ms": float(np.percentile(np.asarray(by_status.get(200, [0.0])) * 1000, 99)),
             "predicted": metrics.get("parity_rows_predicted_total", 0.0),
             "blocked": metrics.get("parity_lake_rows_total_blocked", 0.0), "acked_measured": acked,
+            "server_cpu_us_per_req": cpu * 1e6 / max(1, ok),
         }  # fmt: skip
         if lake is not None:
             out["lake_rows"] = lake_rows(lake)  # after SIGTERM: everything acknowledged is written
@@ -720,7 +728,7 @@ def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) ->
         extra_txt = f"  lake/predicted {out['written_over_predicted']:.4f}" if lake is not None else ""
         log(
             f"  {name:18} {out['rows_per_s']:10.0f} rows/s {out['rps']:7.0f} req/s "
-            f"p99 {out['p99_ms']:7.2f} ms{extra_txt}"
+            f"p99 {out['p99_ms']:7.2f} ms  server {out['server_cpu_us_per_req']:6.0f} CPU-us/req{extra_txt}"
         )
         return out
 
@@ -806,18 +814,22 @@ def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: flo
 def report_lake(lake: dict[str, Any]) -> None:
     """Print the lake / overload figures."""
     print("\n== prediction lake under load (parity on CPU 1, client on CPU 0; lake on = default block mode) ==")
-    print(f"  {'case':18}{'rows/s':>10}{'req/s':>9}{'p99 ms':>9}{'lake/predicted':>16}{'blocked rows':>14}")
+    head = f"  {'case':18}{'rows/s':>10}{'req/s':>9}{'p99 ms':>9}{'CPU-us/req':>12}{'lake/predicted':>16}"
+    print(head + f"{'blocked rows':>14}")
     for key, v in lake.items():
         if not isinstance(v, dict) or "rows_per_s" not in v:
             continue
         ratio_txt = fmt(v.get("written_over_predicted"), ".4f")
-        cells = f"{v['rows_per_s']:>10.0f}{v['rps']:>9.0f}{v['p99_ms']:>9.2f}{ratio_txt:>16}{v['blocked']:>14.0f}"
-        print(f"  {key:18}{cells}")
+        cpu_txt = fmt(v.get("server_cpu_us_per_req"), ".0f")
+        cells = f"{v['rows_per_s']:>10.0f}{v['rps']:>9.0f}{v['p99_ms']:>9.2f}{cpu_txt:>12}{ratio_txt:>16}"
+        print(f"  {key:18}{cells}{v['blocked']:>14.0f}")
     for n, c in ((100, 8), (500, 8), (1, 32)):
         on, off, ack = (lake.get(f"{m}_{n}row_c{c}") for m in ("on", "off", "ack"))
         if on and off and ack:
+            cpu_ratio = ratio(off.get("server_cpu_us_per_req"), on.get("server_cpu_us_per_req"))
             print(
-                f"  {n}-row c{c}: lake on / lake off = {on['rows_per_s'] / off['rows_per_s']:.3f}; "
+                f"  {n}-row c{c}: lake on / lake off = {on['rows_per_s'] / off['rows_per_s']:.3f} "
+                f"(by server CPU per request, robust to other load: {fmt(cpu_ratio, '.3f')}); "
                 f"ack / buffered = {ack['rows_per_s'] / on['rows_per_s']:.3f}"
             )
     ov = lake.get("overload")

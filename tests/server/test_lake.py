@@ -210,6 +210,19 @@ def test_partitions_prune_by_model_version_and_window(tmp_path: Path) -> None:
     assert all(len(p.files) == 1 for p in partitions(tmp_path))
 
 
+def test_rows_either_side_of_utc_midnight_land_in_their_own_day(tmp_path: Path) -> None:
+    midnight = datetime(2024, 2, 10, tzinfo=UTC).timestamp()
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
+        for ts in (midnight - 0.1, midnight, midnight + 0.1, midnight - 0.2):  # the day's key is cached
+            inputs, outputs = _request(1)
+            lake.write(model="churn", version=1, signature=SIG, inputs=inputs, outputs=outputs,
+                       request_id="r", latency_ms=1.0, ts=ts)  # fmt: skip
+    import pyarrow.parquet as pq
+
+    days = {p.day.isoformat(): sum(pq.read_metadata(f).num_rows for f in p.files) for p in partitions(tmp_path)}
+    assert days == {"2024-02-09": 2, "2024-02-10": 2}
+
+
 def test_background_flush_and_filters(tmp_path: Path) -> None:
     lake = LakeWriter(tmp_path, flush_interval_s=0.05)
     now = datetime.now(UTC).timestamp()
@@ -364,6 +377,20 @@ def test_lake_files_dictionary_encode_text_only(tmp_path: Path) -> None:
     }
     assert encoded["model"] and encoded["request_id"] and encoded["plan"] and encoded["model_version"]
     assert not encoded["age"] and not encoded["output.probability"] and not encoded["latency_ms"]
+
+
+def test_lake_files_keep_statistics_for_ts_only(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
+        inputs, outputs = _request(20)
+        lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0)
+    [path] = tmp_path.rglob("part-*.parquet")
+    meta = pq.ParquetFile(path).metadata.row_group(0)
+    stats = {meta.column(i).path_in_schema: meta.column(i).statistics for i in range(meta.num_columns)}
+    ts = stats.pop("ts")
+    assert ts is not None and ts.has_min_max and ts.min <= ts.max  # time pruning by other engines still works
+    assert all(s is None or not s.has_min_max for s in stats.values()), stats
 
 
 def test_writer_settings_are_validated(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ is the UTC date of ``ts``. Files are written through a :class:`Publisher` (``sta
 path, ``publish`` it under its key): :class:`LocalPublisher` writes ``.part-<id>.parquet.tmp`` in
 the target directory, fsyncs and renames it, so readers only see complete files; an object-store
 publisher plugs in the same way. Names are unique per file, so several processes share a root.
+Text columns, ``request_id`` and ``model_version`` are dictionary-encoded in the Parquet files;
+only ``ts`` carries min/max statistics (for engines that prune row groups by time).
 
 Schema of every file, one row per predicted row, in this column order:
 

@@ -206,6 +206,7 @@ class LakeWriter:
         self._bytes = 0
         self._files: dict[str, _File] = {}
         self._schemas: dict[int, tuple[Signature, pa.Schema]] = {}
+        self._keys: dict[tuple[str, int, int], str] = {}
         self._written = 0
         self._dropped = 0
         self._blocked = 0
@@ -312,11 +313,23 @@ class LakeWriter:
         first = next(iter(outputs.values()), None)
         rows = len(first) if first is not None else len(next(iter(inputs.values())))
         stamp = time.time() if ts is None else float(ts)
-        day = datetime.fromtimestamp(stamp, UTC).date()
         v = int(version or 0)
         nbytes = _estimate_bytes(inputs) + _estimate_bytes(outputs) + len(request_id) + 32
-        key = partition_key(model, v, day)
-        return _Record(model, v, signature, inputs, outputs, request_id, float(latency_ms), stamp, rows, nbytes, key)
+        return _Record(
+            model, v, signature, inputs, outputs, request_id, float(latency_ms), stamp, rows, nbytes,
+            self._key(model, v, stamp),
+        )  # fmt: skip
+
+    def _key(self, model: str, version: int, stamp: float) -> str:
+        """The partition of a row stamped ``stamp``, cached per model, version and UTC day (checked once)."""
+        day = int(stamp // 86_400)
+        found = self._keys.get((model, version, day))
+        if found is None:
+            if len(self._keys) > 1024:  # days go by: forget the old ones
+                self._keys.clear()
+            found = partition_key(model, version, datetime.fromtimestamp(stamp, UTC).date())
+            self._keys[(model, version, day)] = found
+        return found
 
     def _enqueue(self, record: _Record) -> None:
         """Append under the lock (room already checked) and wake the thread when worth it."""
