@@ -61,56 +61,59 @@ def _missing(datatype: str, n: int) -> np.ndarray:
 
 
 class LineageLog:
-    """Builds the lake records of one runner's decisions and shadow calls."""
+    """Builds the lake records of one runner's decisions and shadow calls.
+
+    The record's columns follow what is known of each endpoint's outputs: a downstream's metadata
+    gives their types before the first request; a stub's are learnt from its first real answer (a
+    default fallback says nothing about the stub's own types). Until then a record carries that
+    endpoint's lineage but not its output columns, which the lake's readers fill with nulls; the
+    signature grows once per endpoint learnt, and the writer starts a new file when it does.
+    """
 
     def __init__(self, comp: Composition, runner: Runner) -> None:
         self.comp = comp
         self.runner = runner
-        self._outputs: dict[str, dict[str, str]] | None = None
+        self._types: dict[str, dict[str, str]] = {}
+        """Endpoint -> output -> datatype, for every endpoint whose output types are known."""
+        for name, ep in comp.endpoints.items():
+            meta = runner.targets[name]["primary"].meta
+            if meta is not None:
+                names = list(ep.reads) if ep.reads is not None else list(meta.outputs)
+                self._types[name] = {o: meta.outputs[o] for o in names if o in meta.outputs}
         self._signature: Signature | None = None
         self._shadow_sigs: dict[str, Signature] = {}
         self.shadow_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         """The last shadow results (request id, endpoint, outputs, primary outputs, error), newest last."""
 
-    def _endpoint_outputs(self, decision: Decision) -> dict[str, dict[str, str]]:
-        out: dict[str, dict[str, str]] = {}
-        for name, ep in self.comp.endpoints.items():
-            meta = self.runner.targets[name]["primary"].meta
-            if meta is not None:
-                names = list(ep.reads) if ep.reads is not None else list(meta.outputs)
-                out[name] = {o: meta.outputs[o] for o in names if o in meta.outputs}
-            elif name in decision.calls:
-                out[name] = {o: datatype_of(v) for o, v in decision.calls[name].outputs.items()}
-            else:
-                return {}  # a stub not yet seen: its types are unknown until it answers
-        return out
+    def _learn(self, decision: Decision) -> bool:
+        """Record the output types of endpoints answering for the first time; True if any was new."""
+        new = False
+        for name, call in decision.calls.items():
+            if name not in self._types and call.outputs and call.fallback != "default":
+                self._types[name] = {o: datatype_of(v) for o, v in call.outputs.items()}
+                new = True
+        return new
 
-    def signature(self, decision: Decision) -> Signature | None:
-        """The lake signature of this composition's records (inputs + downstream outputs + lineage)."""
-        if self._signature is None:
-            outputs = self._endpoint_outputs(decision)
-            if not outputs and self.comp.endpoints:
-                return None
+    def signature(self, decision: Decision) -> Signature:
+        """The lake signature of this composition's records (inputs + known downstream outputs + lineage)."""
+        if self._learn(decision) or self._signature is None:
             cols = list(self.comp.signature.inputs)
-            for ep, outs in outputs.items():
-                cols += [ColumnSpec(f"{ep}.{o}", dt, True) for o, dt in outs.items()]  # type: ignore[arg-type]
-            for ep in outputs:
+            for ep in self.comp.endpoints:
+                cols += [ColumnSpec(f"{ep}.{o}", dt, True) for o, dt in self._types.get(ep, {}).items()]  # type: ignore[arg-type]
+            for ep in self.comp.endpoints:
                 cols += [ColumnSpec(f"{LINEAGE_PREFIX}{ep}.{k}", "BYTES", True) for k in _LINEAGE_TEXT]
                 cols.append(ColumnSpec(f"{LINEAGE_PREFIX}{ep}.latency_ms", "FP64", True))
-            self._outputs = outputs
             self._signature = Signature(tuple(cols), self.comp.signature.outputs)
         return self._signature
 
     def write(self, lake: LakeWriter, decision: Decision) -> None:
         """Queue one decision's record."""
         sig = self.signature(decision)
-        if sig is None or self._outputs is None:
-            return
         n = len(next(iter(decision.outputs.values()))) if decision.outputs else 0
         cols: dict[str, np.ndarray] = dict(decision.inputs)
-        for ep, outs in self._outputs.items():
+        for ep in self.comp.endpoints:
             call = decision.calls.get(ep)
-            for o, dt in outs.items():
+            for o, dt in self._types.get(ep, {}).items():
                 values = call.outputs.get(o) if call is not None else None
                 cols[f"{ep}.{o}"] = values if values is not None else _missing(dt, n)
             for k in _LINEAGE_TEXT:
@@ -144,10 +147,10 @@ class LineageLog:
             return
         sig = self._shadow_sigs.get(endpoint)
         meta = self.runner.targets[endpoint]["shadow"].meta
-        if sig is None:
+        if sig is None or (not sig.outputs and call.outputs):
+            # A stub shadow's output types come from its first answer; a failed call before that is still
+            # logged (inputs, primary outputs, its error), without output columns.
             outs = meta.outputs if meta is not None else {o: datatype_of(v) for o, v in call.outputs.items()}
-            if not outs:
-                return
             cols = [ColumnSpec(k, datatype_of(v), True) for k, v in columns.items()]
             cols += [ColumnSpec(f"primary.{o}", datatype_of(v), True) for o, v in primary.items()]
             cols += [
