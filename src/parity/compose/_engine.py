@@ -426,7 +426,9 @@ class Runner:
         decision = Decision(request_id, dict(columns), outputs, calls, (time.perf_counter() - start) * 1000.0)
         self.decisions += 1
         if self.lake is not None and self._log is not None:
-            self._log.write(self.lake, decision)
+            # Awaited, not the writer's blocking call: a full queue (overflow="block") or a WAL fsync
+            # (durability="ack") waits without holding the event loop, and never past the deadline.
+            await self._log.write(self.lake, decision, timeout=max(0.0, deadline - loop.time()))
         return decision
 
     async def _per_row(self, request: Request, models: Models) -> list[Any]:
@@ -704,7 +706,7 @@ class Runner:
             self.shadow_stats["failed"] += 1
         call.latency_ms = (time.perf_counter() - start) * 1000.0
         if self._log is not None:
-            self._log.shadow(self.lake, name, columns, rid, primary, call)
+            await self._log.shadow(self.lake, name, columns, rid, primary, call, timeout=ep.timeout_s)
 
 
 def _as_array(values: Any, datatype: str, n: int, endpoint: str, name: str, *, scalar: bool = False) -> np.ndarray:

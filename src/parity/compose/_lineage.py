@@ -80,6 +80,11 @@ class LineageLog:
             if meta is not None:
                 names = list(ep.reads) if ep.reads is not None else list(meta.outputs)
                 self._types[name] = {o: meta.outputs[o] for o in names if o in meta.outputs}
+        self._lineage_cols = {
+            ep: (tuple((k, f"{LINEAGE_PREFIX}{ep}.{k}") for k in _LINEAGE_TEXT), f"{LINEAGE_PREFIX}{ep}.latency_ms")
+            for ep in comp.endpoints
+        }
+        self._constants: dict[tuple[str, int], np.ndarray] = {}
         self._signature: Signature | None = None
         self._shadow_sigs: dict[str, Signature] = {}
         self.shadow_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
@@ -106,20 +111,34 @@ class LineageLog:
             self._signature = Signature(tuple(cols), self.comp.signature.outputs)
         return self._signature
 
-    def write(self, lake: LakeWriter, decision: Decision) -> None:
-        """Queue one decision's record."""
+    def _constant(self, value: str, n: int) -> np.ndarray:
+        """A read-only column of ``n`` copies of a lineage string, shared by the records that need it."""
+        # The writer only reads its columns: sharing saves building a dozen arrays per decision.
+        key = (value, n)
+        arr = self._constants.get(key)
+        if arr is None:
+            if len(self._constants) >= 1024:  # error texts vary: stay bounded
+                self._constants.clear()
+            arr = np.full(n, value, dtype=object)
+            arr.flags.writeable = False
+            self._constants[key] = arr
+        return arr
+
+    async def write(self, lake: LakeWriter, decision: Decision, timeout: float | None = None) -> None:
+        """Queue one decision's record without blocking the event loop (LakeFullError past ``timeout``)."""
         sig = self.signature(decision)
         n = len(next(iter(decision.outputs.values()))) if decision.outputs else 0
         cols: dict[str, np.ndarray] = dict(decision.inputs)
-        for ep in self.comp.endpoints:
+        for ep, (text_cols, latency_col) in self._lineage_cols.items():
             call = decision.calls.get(ep)
             for o, dt in self._types.get(ep, {}).items():
                 values = call.outputs.get(o) if call is not None else None
                 cols[f"{ep}.{o}"] = values if values is not None else _missing(dt, n)
-            for k in _LINEAGE_TEXT:
-                cols[f"{LINEAGE_PREFIX}{ep}.{k}"] = np.full(n, getattr(call, k) if call else "", dtype=object)
-            cols[f"{LINEAGE_PREFIX}{ep}.latency_ms"] = np.full(n, call.latency_ms if call else np.nan)
-        lake.write(
+            for k, col in text_cols:
+                cols[col] = self._constant(getattr(call, k) if call else "", n)
+            latency = call.latency_ms if call else np.nan
+            cols[latency_col] = np.array([latency]) if n == 1 else np.full(n, latency)
+        await lake.put(
             model=self.comp.name,
             version=self.comp.version,
             signature=sig,
@@ -127,9 +146,10 @@ class LineageLog:
             outputs=decision.outputs,
             request_id=decision.request_id,
             latency_ms=decision.latency_ms,
+            timeout=timeout,
         )
 
-    def shadow(
+    async def shadow(
         self,
         lake: LakeWriter | None,
         endpoint: str,
@@ -137,8 +157,9 @@ class LineageLog:
         request_id: str,
         primary: ModelOutputs,
         call: Call,
+        timeout: float | None = None,
     ) -> None:
-        """Record one shadow call beside the primary's outputs."""
+        """Record one shadow call beside the primary's outputs (LakeFullError past ``timeout``)."""
         self.shadow_log.append(
             {"request_id": request_id, "endpoint": endpoint, "outputs": call.outputs, "primary": dict(primary),
              "error": call.error, "latency_ms": call.latency_ms}
@@ -167,7 +188,7 @@ class LineageLog:
         data[f"{LINEAGE_PREFIX}shadow.error"] = np.full(n, call.error, dtype=object)
         data[f"{LINEAGE_PREFIX}shadow.latency_ms"] = np.full(n, call.latency_ms)
         outputs = {o.name: call.outputs.get(o.name, _missing(o.datatype, n)) for o in sig.outputs}
-        lake.write(
+        await lake.put(
             model=shadow_model(self.comp.name, endpoint),
             version=self.comp.version,
             signature=sig,
@@ -175,6 +196,7 @@ class LineageLog:
             outputs=outputs,
             request_id=request_id,
             latency_ms=call.latency_ms,
+            timeout=timeout,
         )
 
 
