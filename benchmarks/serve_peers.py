@@ -634,9 +634,12 @@ async def rest_status_call(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 async def status_loop(
-    port: int, request: bytes, concurrency: int, seconds: float
+    port: int, request: bytes, concurrency: int, seconds: float, backoff_s: float = 0.0
 ) -> tuple[dict[int, list[float]], float]:
-    """Closed loop of ``concurrency`` connections for ``seconds``: latencies (s) by status, elapsed."""
+    """Closed loop of ``concurrency`` connections for ``seconds``: latencies (s) by status, elapsed.
+
+    ``backoff_s``: a connection answered 503 waits that long before its next request (a client that
+    honours ``Retry-After``)."""
     by_status: dict[int, list[float]] = {}
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -652,6 +655,8 @@ async def status_loop(
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
             by_status.setdefault(status, []).append(time.perf_counter() - start)
+            if status == 503 and backoff_s:
+                await asyncio.sleep(min(backoff_s, max(0.0, stop - time.perf_counter())))
         writer.close()
 
     await asyncio.gather(*(loop(r, w) for r, w in conns))
@@ -731,6 +736,7 @@ def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) ->
         res[f"ack_{n}row_c{conc}"] = run(f"ack_{n}row_c{conc}", n, conc, ack_lake, "--lake-durability", "ack")
     res["overload"] = overload(paths, artifact, bodies, seconds, "open")
     res["overload_closed"] = overload(paths, artifact, bodies, seconds, "closed")
+    res["overload_retry_after"] = overload(paths, artifact, bodies, seconds, "retry-after")
     res["loadavg_end"] = loadavg()
     return res
 
@@ -741,6 +747,7 @@ def overload_scenarios(paths: Paths, artifact: Path, seconds: float) -> dict[str
     res: dict[str, Any] = {"loadavg_start": loadavg()}
     res["overload"] = overload(paths, artifact, bodies, seconds, "open")
     res["overload_closed"] = overload(paths, artifact, bodies, seconds, "closed")
+    res["overload_retry_after"] = overload(paths, artifact, bodies, seconds, "retry-after")
     res["loadavg_end"] = loadavg()
     return res
 
@@ -820,6 +827,7 @@ def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: flo
     ``open``: 100-row requests at OVERLOAD_FACTOR x that rate on a schedule whatever the answers
     (clients that do not wait for each other), over up to 256 connections.
     ``closed``: 40 closed-loop connections (5x the limit) that resend at once after a 503 (a retry storm).
+    ``retry-after``: the same 40 connections, each waiting the 1 s of ``Retry-After`` after a 503.
     """
     import httpx
 
@@ -848,8 +856,9 @@ def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: flo
         with pinned({0}):
             if mode == "open":
                 by_status, elapsed, unsent = asyncio.run(open_loop(port, request, rate, seconds, conc))
-            else:
-                by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds))
+            else:  # "retry-after" waits the 1 s the 503 asks for
+                backoff = 1.0 if mode == "retry-after" else 0.0
+                by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds, backoff))
         cpu = proc_cpu_seconds(proc.pid) - cpu0
         stopped = time.perf_counter()
         recovery = None  # until a 1-row request is answered 200 within 50 ms again
@@ -923,13 +932,14 @@ def report_lake(lake: dict[str, Any]) -> None:
                 f"  {n}-row c{c}: lake on / lake off = {on['rows_per_s'] / off['rows_per_s']:.3f}; "
                 f"ack / buffered = {ack['rows_per_s'] / on['rows_per_s']:.3f}"
             )
-    for key in ("overload", "overload_closed"):
+    for key in ("overload", "overload_closed", "overload_retry_after"):
         ov = lake.get(key)
         if not ov:
             continue
-        load = f"{ov['offered_rps']:.0f} req/s offered on a schedule (open loop)" if ov.get("mode") == "open" else (
-            f"{ov['conns']} closed-loop connections resending at once after a 503"
-        )  # fmt: skip
+        load = {
+            "open": f"{fmt(ov.get('offered_rps'))} req/s offered on a schedule (open loop)",
+            "retry-after": f"{ov['conns']} closed-loop connections waiting the 1 s of Retry-After after a 503",
+        }.get(ov.get("mode", ""), f"{ov['conns']} closed-loop connections resending at once after a 503")
         print(
             f"  {key} ({ov.get('options', '--max-inflight ' + str(ov['limit']))}; {load}; 100-row bodies): goodput "
             f"{ov['goodput_rows_per_s']:.0f} rows/s = {fmt(ov['goodput_vs_capacity'], '.2f')} x capacity "
