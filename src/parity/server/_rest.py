@@ -336,7 +336,9 @@ def _log_failure(request: Request, status: int, exc: BaseException) -> None:
     limiter = _REJECTIONS.get(status)
     if limiter is None:
         limiter = _REJECTIONS[status] = RateLimitedLog(log, interval_s=5.0)
-    limiter.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+    # The scope's path, not request.url: building the URL object costs a refusal ~10 us (measured: a
+    # fifth of an in-app 503), paid on every refusal even when the line is suppressed.
+    limiter.info("%s %s -> %d: %s", request.method, request.scope["path"], status, exc)
 
 
 def endpoint(fn: Handler, route: RouteSpec, settings: RestSettings, dataplane: DataPlane | None = None) -> Handler:
