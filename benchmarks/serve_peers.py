@@ -641,9 +641,12 @@ async def rest_status_call(reader: asyncio.StreamReader, writer: asyncio.StreamW
 
 
 async def status_loop(
-    port: int, request: bytes, concurrency: int, seconds: float
+    port: int, request: bytes, concurrency: int, seconds: float, backoff_s: float = 0.0
 ) -> tuple[dict[int, list[float]], float]:
-    """Closed loop of ``concurrency`` connections for ``seconds``: latencies (s) by status, elapsed."""
+    """Closed loop of ``concurrency`` connections for ``seconds``: latencies (s) by status, elapsed.
+
+    ``backoff_s``: a connection answered 503 waits that long before its next request (a client that
+    honours ``Retry-After``)."""
     by_status: dict[int, list[float]] = {}
     conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -659,6 +662,8 @@ async def status_loop(
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
                 continue
             by_status.setdefault(status, []).append(time.perf_counter() - start)
+            if status == 503 and backoff_s:
+                await asyncio.sleep(min(backoff_s, max(0.0, stop - time.perf_counter())))
         writer.close()
 
     await asyncio.gather(*(loop(r, w) for r, w in conns))
@@ -666,7 +671,8 @@ async def status_loop(
 
 
 def scrape(port: int) -> dict[str, float]:
-    """Sums of every metric of ``/metrics`` by name (lake rows by outcome as ``..._written`` etc.)."""
+    """Sums of every metric of ``/metrics`` by name (lake rows by outcome as ``..._written`` etc.; series
+    with a ``code`` label also as ``..._503`` etc.)."""
     import httpx
 
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
@@ -677,8 +683,13 @@ def scrape(port: int) -> dict[str, float]:
         name = line.split("{")[0].split(" ")[0]
         if 'outcome="' in line:
             name += "_" + line.split('outcome="')[1].split('"')[0]
+        names = [name]
+        if 'code="' in line:
+            names.append(name + "_" + line.split('code="')[1].split('"')[0])
         with contextlib.suppress(ValueError):
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+            value = float(line.rsplit(" ", 1)[1])
+            for key in names:
+                out[key] = out.get(key, 0.0) + value
     return out
 
 
@@ -738,7 +749,20 @@ def lake_scenarios(paths: Paths, artifact: Path, output: str, seconds: float) ->
         res[f"off_{n}row_c{conc}"] = run(f"off_{n}row_c{conc}", n, conc, None)
         ack_lake = lakes / f"ack_{n}"
         res[f"ack_{n}row_c{conc}"] = run(f"ack_{n}row_c{conc}", n, conc, ack_lake, "--lake-durability", "ack")
-    res["overload"] = overload(paths, artifact, bodies, seconds, res["on_100row_c8"]["rows_per_s"])
+    res["overload"] = overload(paths, artifact, bodies, seconds, "open")
+    res["overload_closed"] = overload(paths, artifact, bodies, seconds, "closed")
+    res["overload_retry_after"] = overload(paths, artifact, bodies, seconds, "retry-after")
+    res["loadavg_end"] = loadavg()
+    return res
+
+
+def overload_scenarios(paths: Paths, artifact: Path, seconds: float) -> dict[str, Any]:
+    """Only the overload runs (``--overload-only``): open loop, then closed loop."""
+    bodies = {1: paths.payloads / "parity_1.json", 100: paths.payloads / "parity_100.json"}
+    res: dict[str, Any] = {"loadavg_start": loadavg()}
+    res["overload"] = overload(paths, artifact, bodies, seconds, "open")
+    res["overload_closed"] = overload(paths, artifact, bodies, seconds, "closed")
+    res["overload_retry_after"] = overload(paths, artifact, bodies, seconds, "retry-after")
     res["loadavg_end"] = loadavg()
     return res
 
@@ -760,21 +784,97 @@ print(json.dumps(probes))
 """
 
 
-def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: float, capacity: float) -> dict[str, Any]:
-    """5x the admission limit (8 in flight) as closed-loop connections (40), liveness probes, then recovery."""
+async def open_loop(
+    port: int, request: bytes, rate: float, seconds: float, conns: int
+) -> tuple[dict[int, list[float]], float, int]:
+    """``rate`` requests/s sent on schedule whatever the answers (open loop), over up to ``conns`` keep-alive
+    connections: latencies (s) by status, elapsed, and requests not sent because every connection was busy."""
+    pool: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = [
+        await asyncio.open_connection("127.0.0.1", port) for _ in range(conns)
+    ]
+    by_status: dict[int, list[float]] = {}
+    unsent = 0
+    running: set[asyncio.Task[None]] = set()
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        start = time.perf_counter()
+        try:
+            status = await rest_status_call(reader, writer, request)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            writer.close()
+            by_status.setdefault(0, []).append(time.perf_counter() - start)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        else:
+            by_status.setdefault(status, []).append(time.perf_counter() - start)
+        pool.append((reader, writer))
+
+    t0 = time.perf_counter()
+    sent = 0
+    while (now := time.perf_counter()) - t0 < seconds:
+        for _ in range(int((now - t0) * rate) - sent):  # every request due by now
+            sent += 1
+            if not pool:
+                unsent += 1
+                continue
+            task = asyncio.create_task(one(*pool.pop()))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        await asyncio.sleep(0.0005)
+    await asyncio.gather(*running)
+    elapsed = time.perf_counter() - t0
+    for _, writer in pool:
+        writer.close()
+    return by_status, elapsed, unsent
+
+
+# How an operator bounds overload (docs/serving.md, "Overload and deadlines"): at most 8 requests per
+# model in the process (about 8 ms of queueing at this model's ~1 ms per 100-row request) and a 1 s
+# deadline; past the limit, 503 + Retry-After at once.
+OVERLOAD_OPTIONS = ("--max-inflight", "8", "--request-timeout", "1")
+OVERLOAD_FACTOR = 5
+
+
+def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: float, mode: str) -> dict[str, Any]:
+    """Capacity, then overload with OVERLOAD_OPTIONS (liveness probed on the admin port), then the time to recover.
+
+    Capacity: 100-row requests on 8 closed-loop connections (never more than the limit) for half of
+    ``seconds``, on the same server just before the overload: rows/s and server CPU per request.
+    ``open``: 100-row requests at OVERLOAD_FACTOR x that rate on a schedule whatever the answers
+    (clients that do not wait for each other), over up to 256 connections.
+    ``closed``: 40 closed-loop connections (5x the limit) that resend at once after a 503 (a retry storm).
+    ``retry-after``: the same 40 connections, each waiting the 1 s of ``Retry-After`` after a 503.
+    """
     import httpx
 
-    limit, conc = 8, 40
-    lake = paths.out / "lakes" / "overload"
-    with parity_server(paths, artifact, "overload", lake, "--max-inflight", str(limit)) as (_, port, admin):
+    limit = int(OVERLOAD_OPTIONS[OVERLOAD_OPTIONS.index("--max-inflight") + 1])
+    deadline_s = float(OVERLOAD_OPTIONS[OVERLOAD_OPTIONS.index("--request-timeout") + 1])
+    conc = 256 if mode == "open" else OVERLOAD_FACTOR * limit
+    lake = paths.out / "lakes" / f"overload_{mode}"
+    with parity_server(paths, artifact, f"overload_{mode}", lake, *OVERLOAD_OPTIONS) as (proc, port, admin):
+        request = http_request(bodies[100].read_bytes())
+        with pinned({0}):
+            asyncio.run(status_loop(port, request, 8, 1.0))  # warm-up
+            cpu0 = proc_cpu_seconds(proc.pid)
+            base, base_elapsed = asyncio.run(status_loop(port, request, 8, seconds / 2))
+            base_cpu = proc_cpu_seconds(proc.pid) - cpu0
+        base_ok = len(base.get(200, []))
+        capacity = base_ok * 100 / base_elapsed
+        cpu_per_ok = base_cpu / max(1, base_ok)
+        rate = OVERLOAD_FACTOR * capacity / 100
         # The prober is a process of its own, like the kubelet: in this process it would wait for
         # the load generator's GIL and measure the client, not the server.
         prober = subprocess.Popen(
             [sys.executable, "-c", PROBER, str(admin)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        request = http_request(bodies[100].read_bytes())
+        cpu0 = proc_cpu_seconds(proc.pid)
+        unsent = 0
         with pinned({0}):
-            by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds))
+            if mode == "open":
+                by_status, elapsed, unsent = asyncio.run(open_loop(port, request, rate, seconds, conc))
+            else:  # "retry-after" waits the 1 s the 503 asks for
+                backoff = 1.0 if mode == "retry-after" else 0.0
+                by_status, elapsed = asyncio.run(status_loop(port, request, conc, seconds, backoff))
+        cpu = proc_cpu_seconds(proc.pid) - cpu0
         stopped = time.perf_counter()
         recovery = None  # until a 1-row request is answered 200 within 50 ms again
         with httpx.Client(timeout=5) as c:
@@ -786,27 +886,46 @@ def overload(paths: Paths, artifact: Path, bodies: dict[int, Path], seconds: flo
                     break
                 time.sleep(0.01)
         probed, _ = prober.communicate("stop\n", timeout=30)
+        metrics = scrape(admin)
     probes = json.loads(probed)
     failures = [1 for seconds in probes if seconds is None]
     probes = [seconds for seconds in probes if seconds is not None]
+    ok_lat = np.asarray(by_status.get(200, [0.0]))
     good = len(by_status.get(200, [])) * 100 / elapsed
     rejected = np.asarray(by_status.get(503, [0.0])) * 1000
+    answered = sum(len(v) for v in by_status.values())
     out = {
-        "limit": limit, "conns": conc, "capacity_rows_per_s": capacity, "goodput_rows_per_s": good,
+        "mode": mode, "options": " ".join(OVERLOAD_OPTIONS), "limit": limit, "conns": conc,
+        "offered_rps": rate if mode == "open" else None, "unsent": unsent, "elapsed_s": elapsed,
+        "capacity_rows_per_s": capacity, "goodput_rows_per_s": good,
         "goodput_vs_capacity": good / capacity if capacity else None,
         "ok": len(by_status.get(200, [])), "rejected": len(by_status.get(503, [])),
         "other": {k: len(v) for k, v in by_status.items() if k not in (200, 503)},
         "rejection_p50_ms": float(np.percentile(rejected, 50)), "rejection_p99_ms": float(np.percentile(rejected, 99)),
-        "accepted_p99_ms": float(np.percentile(np.asarray(by_status.get(200, [0.0])) * 1000, 99)),
+        "accepted_p50_ms": float(np.percentile(ok_lat * 1000, 50)),
+        "accepted_p99_ms": float(np.percentile(ok_lat * 1000, 99)),
+        "accepted_within_deadline": float(np.mean(ok_lat <= deadline_s)) if by_status.get(200) else None,
+        "deadline_s": deadline_s,
+        "capacity_cpu_ms_per_ok": 1000 * cpu_per_ok,
+        "capacity_other": {k: len(v) for k, v in base.items() if k != 200},
+        # The share of the server's CPU that went into answers 200 (at capacity's CPU cost each): what
+        # goodput / capacity would be on a core of its own, whatever else ran on this machine.
+        "goodput_cpu_share": min(1.0, len(by_status.get(200, [])) * cpu_per_ok / cpu) if cpu else None,
+        "server_cpu_s": cpu, "server_cpu_ms_per_answer": 1000 * cpu / max(1, answered),
+        "server_cpu_ms_per_ok": 1000 * cpu / max(1, len(by_status.get(200, []))),
+        "server_503_mean_ms": 1000 * metrics.get("parity_request_latency_seconds_sum_503", 0.0)
+        / max(1.0, metrics.get("parity_request_latency_seconds_count_503", 0.0)),
         "liveness_probes": len(probes), "liveness_failures": len(failures),
         "liveness_p99_ms": float(np.percentile(np.asarray(probes or [0.0]) * 1000, 99)),
         "liveness_max_ms": float(max(probes or [0.0]) * 1000),
-        "recovery_s": recovery, "lake_rows": lake_rows(lake),
+        "recovery_s": recovery, "lake_rows": lake_rows(lake), "loadavg": loadavg(),
     }  # fmt: skip
     log(
-        f"  overload c{conc} vs limit {limit}: goodput {good:.0f} rows/s ({fmt(out['goodput_vs_capacity'], '.2f')} "
-        f"of capacity), 503 p99 {out['rejection_p99_ms']:.2f} ms, liveness p99 {out['liveness_p99_ms']:.2f} ms "
-        f"(max {out['liveness_max_ms']:.2f}, {len(failures)} failed), recovery {fmt(recovery, '.3f')} s"
+        f"  overload {mode} ({fmt(out['offered_rps'])} req/s offered, c{conc}) vs limit {limit}: goodput {good:.0f} "
+        f"rows/s ({fmt(out['goodput_vs_capacity'], '.2f')} of capacity {capacity:.0f}; CPU share of 200s "
+        f"{fmt(out['goodput_cpu_share'], '.2f')}), {out['rejected']} x 503 p50/p99 "
+        f"{out['rejection_p50_ms']:.2f}/{out['rejection_p99_ms']:.2f} ms, accepted p99 {out['accepted_p99_ms']:.1f} "
+        f"ms, liveness p99 {out['liveness_p99_ms']:.2f} ms ({len(failures)} failed), recovery {fmt(recovery, '.3f')} s"
     )
     return out
 
@@ -832,16 +951,33 @@ def report_lake(lake: dict[str, Any]) -> None:
                 f"(by server CPU per request, robust to other load: {fmt(cpu_ratio, '.3f')}); "
                 f"ack / buffered = {ack['rows_per_s'] / on['rows_per_s']:.3f}"
             )
-    ov = lake.get("overload")
-    if ov:
+    for key in ("overload", "overload_closed", "overload_retry_after"):
+        ov = lake.get(key)
+        if not ov:
+            continue
+        load = {
+            "open": f"{fmt(ov.get('offered_rps'))} req/s offered on a schedule (open loop)",
+            "retry-after": f"{ov['conns']} closed-loop connections waiting the 1 s of Retry-After after a 503",
+        }.get(ov.get("mode", ""), f"{ov['conns']} closed-loop connections resending at once after a 503")
         print(
-            f"  overload ({ov['conns']} closed-loop connections vs --max-inflight {ov['limit']}, 100-row bodies): "
-            f"goodput {ov['goodput_rows_per_s']:.0f} rows/s = {fmt(ov['goodput_vs_capacity'], '.2f')} x capacity "
-            f"({ov['capacity_rows_per_s']:.0f}); {ov['rejected']} rejected, 503 p50/p99 "
-            f"{ov['rejection_p50_ms']:.2f}/{ov['rejection_p99_ms']:.2f} ms; accepted p99 {ov['accepted_p99_ms']:.1f} ms"
+            f"  {key} ({ov.get('options', '--max-inflight ' + str(ov['limit']))}; {load}; 100-row bodies): goodput "
+            f"{ov['goodput_rows_per_s']:.0f} rows/s = {fmt(ov['goodput_vs_capacity'], '.2f')} x capacity "
+            f"({ov['capacity_rows_per_s']:.0f}; server CPU share of the 200s "
+            f"{fmt(ov.get('goodput_cpu_share'), '.2f')}); "
+            f"{ov['rejected']} rejected, 503 p50/p99 "
+            f"{ov['rejection_p50_ms']:.2f}/{ov['rejection_p99_ms']:.2f} ms; accepted p50/p99 "
+            f"{ov.get('accepted_p50_ms', float('nan')):.1f}/{ov['accepted_p99_ms']:.1f} ms, "
+            f"{fmt(ov.get('accepted_within_deadline'), '.4f')} within the {ov.get('deadline_s', '-')} s deadline; "
+            f"other {ov['other']}, not sent (client out of connections) {ov.get('unsent', 0)}"
         )
+        if "server_cpu_ms_per_ok" in ov:
+            print(
+                f"    server CPU {ov['server_cpu_ms_per_answer']:.3f} ms per answer, "
+                f"{ov['server_cpu_ms_per_ok']:.3f} ms per 200; server-side 503 mean {ov['server_503_mean_ms']:.2f} ms; "
+                f"loadavg {ov.get('loadavg')}"
+            )
         print(
-            f"  admin liveness under overload: p99 {ov['liveness_p99_ms']:.2f} ms, max {ov['liveness_max_ms']:.2f} ms, "
+            f"    admin liveness: p99 {ov['liveness_p99_ms']:.2f} ms, max {ov['liveness_max_ms']:.2f} ms, "
             f"{ov['liveness_failures']}/{ov['liveness_probes']} failed; recovery {fmt(ov['recovery_s'], '.3f')} s"
         )
     print(f"  loadavg: {lake.get('loadavg_start')} -> {lake.get('loadavg_end')} (a shared, loaded machine)")
@@ -1001,6 +1137,7 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="print the last results again")
     parser.add_argument("--no-lake", action="store_true", help="skip the lake / overload scenarios")
     parser.add_argument("--lake-only", action="store_true", help="run only the lake / overload scenarios")
+    parser.add_argument("--overload-only", action="store_true", help="run only the overload scenarios (~1 min)")
     parser.add_argument(
         "--grpc-only", action="store_true", help="only gRPC vs REST on one process (needs only the core venv)"
     )
@@ -1021,7 +1158,7 @@ def main() -> None:
     load: dict[str, str] = {"start": loadavg()}
     log(f"BENCH_ROOT={paths.root}; loadavg {load['start']}")
     copy_harness(PEERS_SRC, paths.harness)
-    if args.grpc_only or args.lake_only:
+    if args.grpc_only or args.lake_only or args.overload_only:
         ensure_model_only(paths)
     if args.grpc_only:
         artifact = package_parity(paths, args.rebuild)
@@ -1030,17 +1167,21 @@ def main() -> None:
         protocols = grpc_vs_rest(paths, artifact, output, args.seconds, 3.0, max(1, args.runs), args.lake_off)
         print(json.dumps({"loadavg": [load["start"], loadavg()], **protocols["summary"]}, indent=1))
         return
-    if not args.lake_only:
+    if not (args.lake_only or args.overload_only):
         ensure_built(paths)
     artifact = package_parity(paths, args.rebuild)
     output = probability_output(artifact)
     spec = write_spec(paths, artifact, write_rest_bodies(paths, output))
     shutil.rmtree(paths.out / "lakes", ignore_errors=True)
-    if args.lake_only:
-        lake = lake_scenarios(paths, artifact, output, args.seconds)
+    if args.lake_only or args.overload_only:
+        if args.lake_only:
+            lake = lake_scenarios(paths, artifact, output, args.seconds)
+        else:
+            lake = overload_scenarios(paths, artifact, args.seconds)
         report_lake(lake)
         saved = json.loads(paths.summary_json.read_text()) if paths.summary_json.is_file() else {}
-        paths.summary_json.write_text(json.dumps({**saved, "lake": lake}, indent=1))
+        merged = lake if args.lake_only else {**saved.get("lake", {}), **lake}  # overload-only keeps the rest
+        paths.summary_json.write_text(json.dumps({**saved, "lake": merged}, indent=1))
         return
     common = ["--extra", str(spec), "--runs", str(args.runs), "--seconds", str(args.seconds)]
 

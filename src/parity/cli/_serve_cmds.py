@@ -175,7 +175,7 @@ def serve(
         typer.Option(
             "--max-inflight",
             min=1,
-            help="Requests per model version in flight before 503.",
+            help="Requests per model version a process has started on (from before decoding) before 503.",
             envvar=_env("max_inflight"),
         ),
     ] = 512,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from typing import Any
 
 from prometheus_client import Histogram
@@ -106,8 +107,9 @@ class CompositionPlane(DataPlane):
         metrics: Metrics | None = None,
         request_timeout_s: float = 30.0,
         health_interval_s: float = 1.0,
+        max_inflight: int = 512,
     ) -> None:
-        super().__init__((), lake=lake, metrics=metrics, request_timeout_s=request_timeout_s)
+        super().__init__((), lake=lake, metrics=metrics, request_timeout_s=request_timeout_s, max_inflight=max_inflight)
         self.composition = composition
         self.runner = composition.runner(lake=lake)
         self.runner.health_interval_s = health_interval_s
@@ -124,7 +126,7 @@ class CompositionPlane(DataPlane):
     @classmethod
     def for_config(cls, composition: Composition, config: ServerConfig, lake: LakeWriter | None) -> CompositionPlane:
         """The plane of ``composition`` under a server configuration."""
-        return cls(composition, lake=lake, request_timeout_s=config.request_timeout_s)
+        return cls(composition, lake=lake, request_timeout_s=config.request_timeout_s, max_inflight=config.max_inflight)
 
     async def start(self, reload_interval_s: float = 0.0) -> None:
         """Validate the declaration against the live downstreams (DeclarationError stops start-up)."""
@@ -208,15 +210,17 @@ class CompositionPlane(DataPlane):
         protocol: str = "v2",
         arrival: float | None = None,
         timeout_s: float | None = None,
+        admitted: bool = False,
     ) -> InferResult:
         """Validate the inputs, run the composition, return its decision with routes and fallbacks."""
         start = time.perf_counter() if arrival is None else arrival
         handle = self.handle(name, version)
         if self._stopping or not self._started:
             raise ModelNotReady(f"composition {name!r} is not ready")
-        encoded = validate_columns(handle, columns)
-        left = None if timeout_s is None else timeout_s - (time.perf_counter() - start)
-        decision = await self.runner.execute(encoded, request_id, left)
+        with nullcontext() if admitted else self.admission.slot(handle, handle.name):
+            encoded = validate_columns(handle, columns)
+            left = None if timeout_s is None else timeout_s - (time.perf_counter() - start)
+            decision = await self.runner.execute(encoded, request_id, left)
         return InferResult(
             name,
             self._handle.version_str,

@@ -57,7 +57,7 @@ class ServerConfig:
     admin_port: int | None = None
     """Health and metrics port (None: ``port + 2``; 0 disables it)."""
     max_inflight: int = 512
-    """Admitted requests per model version (queued + running) before new ones get 503."""
+    """Requests per model version a process has started on (decoding, queued, running) before new ones get 503."""
     enable_repository_api: bool = False
     log_requests: bool = False
     log_values: bool = False

@@ -5,6 +5,7 @@ Every adapter calls these methods (names and signatures are a contract with the 
 * ``live()``, ``ready()``, ``server_metadata()``
 * ``model_metadata(name, version=None)``, ``model_ready(name, version=None)``
 * ``await infer(name, version, columns, *, request_id, protocol) -> InferResult``
+* ``admit(name, version=None)``: a context manager holding one admission slot (REST, from before decoding)
 * ``record_answer(name, version, protocol, status, seconds, labels=None)``
 * ``await load(name)``, ``await unload(name)``, ``repository_index()``
 
@@ -25,6 +26,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +39,10 @@ from parity.errors import LakeFullError, ParityError, SchemaError
 from parity.lake import LakeWriter
 from parity.registry import Registry
 from parity.server import _tracing as tracing
+from parity.server._admission import Admission
 from parity.server._batching import Batcher
 from parity.server._config import ServerConfig
-from parity.server._errors import ModelNotReady, Overloaded, RequestTimeout
+from parity.server._errors import ModelNotReady, RequestTimeout
 from parity.server._metrics import UNKNOWN_MODEL, Metrics
 from parity.server._repository import ModelHandle, ModelRepository
 
@@ -84,8 +87,7 @@ class DataPlane:
     ) -> None:
         self.metrics = metrics or Metrics()
         self.lake = lake
-        self.max_inflight = max(1, int(max_inflight))
-        self._inflight: dict[ModelHandle, int] = {}
+        self.admission = Admission(max_inflight)
         self.max_batch_size = max_batch_size
         self.max_batch_delay_ms = max_batch_delay_ms
         self.request_timeout_s = request_timeout_s
@@ -104,7 +106,7 @@ class DataPlane:
         self.metrics.bind(
             lake=lake,
             queues=lambda: [
-                (h.name, h.version_str, h.batcher.queue_depth, self._inflight.get(h, 0))
+                (h.name, h.version_str, h.batcher.queue_depth, self.admission.held(h))
                 for h in self.repository.handles()
             ],
         )
@@ -206,13 +208,13 @@ class DataPlane:
             details["lake"] = self.lake.status()
         return details
 
-    def overloaded(self, name: str, version: str | int | None = None) -> bool:
-        """True when a request for this model would be refused for lack of room right now (cheap pre-check)."""
-        try:
-            handle = self.repository.get(name, version)
-        except ParityError:
-            return False
-        return self._inflight.get(handle, 0) >= self.max_inflight
+    def admit(self, name: str, version: str | int | None = None) -> AbstractContextManager[None]:
+        """Hold one admission slot of the model (version) a request names: Overloaded (503) if none is free.
+
+        An adapter that takes it before decoding passes ``admitted=True`` to :meth:`infer`.
+        """
+        handle = self.handle(name, version)
+        return self.admission.slot(handle, handle.name)
 
     def server_metadata(self) -> dict[str, Any]:
         """OIP server metadata."""
@@ -254,20 +256,23 @@ class DataPlane:
         protocol: str = "v2",
         arrival: float | None = None,
         timeout_s: float | None = None,
+        admitted: bool = False,
     ) -> InferResult:
         """Validate ``columns`` (input name -> list or array), run the model batched, log it, return typed outputs.
 
         ``arrival`` (``time.perf_counter()`` when the request arrived) starts the deadline
         (``request_timeout_s`` or the client's ``timeout_s`` if shorter, queueing included) and the
-        queue-time metric. The request itself is counted by the caller: :meth:`record_answer`.
+        queue-time metric. The request holds an admission slot while it runs unless the caller
+        already holds one (``admitted``, see :meth:`admit`). The request itself is counted by the
+        caller: :meth:`record_answer`.
         """
         if not tracing.enabled():
-            return await self._infer(name, version, columns, request_id, arrival, timeout_s)
+            return await self._infer(name, version, columns, request_id, arrival, timeout_s, admitted)
         called = time.perf_counter()
         with tracing.span("parity.infer", start=arrival, model=name, protocol=protocol, request_id=request_id):
             if arrival is not None:
                 tracing.record_span("parity.decode", arrival, called)
-            return await self._infer(name, version, columns, request_id, arrival, timeout_s)
+            return await self._infer(name, version, columns, request_id, arrival, timeout_s, admitted)
 
     async def _infer(
         self,
@@ -277,22 +282,20 @@ class DataPlane:
         request_id: str,
         arrival: float | None,
         timeout_s: float | None,
+        admitted: bool,
     ) -> InferResult:
         start = time.perf_counter() if arrival is None else arrival
         budget = self.request_timeout_s if timeout_s is None else min(self.request_timeout_s, max(0.0, timeout_s))
         handle: ModelHandle | None = None
-        admitted = False
+        slot = False  # a slot this call took (and gives back)
         timing: dict[str, float] = {}
         try:
             handle = self.repository.get(name, version)
             if not handle.ready:
                 raise ModelNotReady(f"model {name!r} version {handle.version_str} is not ready")
-            if self._inflight.get(handle, 0) >= self.max_inflight:
-                raise Overloaded(
-                    f"model {handle.name!r} has {self.max_inflight} requests in flight (the limit); retry shortly"
-                )
-            self._inflight[handle] = self._inflight.get(handle, 0) + 1
-            admitted = True
+            if not admitted:
+                self.admission.take(handle, handle.name)
+                slot = True
             encoded = validate_columns(handle, columns, reject_extra=self.reject_extra)
             rows = len(next(iter(encoded.values())))
             lake = self.lake
@@ -337,12 +340,8 @@ class DataPlane:
                     if traced:
                         tracing.record_span("parity.lake", lake_start, time.perf_counter(), overflow=lake.overflow)
         finally:
-            if admitted and handle is not None:
-                left_in_flight = self._inflight[handle] - 1
-                if left_in_flight:
-                    self._inflight[handle] = left_in_flight
-                else:
-                    del self._inflight[handle]
+            if slot and handle is not None:
+                self.admission.give(handle)
         if "start" in timing:
             self.metrics.observe_split(
                 handle.name, handle.version_str, timing["start"] - start, timing["end"] - timing["start"]
