@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -363,14 +364,19 @@ def test_local_publisher_stages_a_dot_file_and_renames_it(tmp_path: Path) -> Non
     assert not again.exists() and pub.exists(key)
 
 
-def test_lake_files_dictionary_encode_text_only(tmp_path: Path) -> None:
+def _one_request_row_group(root: Path, rows: int) -> Any:
+    """Write one ``rows``-row request to a lake at ``root`` and return its file's first row-group metadata."""
     import pyarrow.parquet as pq
 
-    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
-        inputs, outputs = _request(50)
+    with LakeWriter(root, flush_interval_s=60) as lake:
+        inputs, outputs = _request(rows)
         lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0)
-    [path] = tmp_path.rglob("part-*.parquet")
-    meta = pq.ParquetFile(path).metadata.row_group(0)
+    [path] = root.rglob("part-*.parquet")
+    return pq.ParquetFile(path).metadata.row_group(0)
+
+
+def test_lake_files_dictionary_encode_text_only(tmp_path: Path) -> None:
+    meta = _one_request_row_group(tmp_path, 50)
     encoded = {
         meta.column(i).path_in_schema: "RLE_DICTIONARY" in str(meta.column(i).encodings)
         for i in range(meta.num_columns)
@@ -380,13 +386,7 @@ def test_lake_files_dictionary_encode_text_only(tmp_path: Path) -> None:
 
 
 def test_lake_files_keep_statistics_for_ts_only(tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
-
-    with LakeWriter(tmp_path, flush_interval_s=60) as lake:
-        inputs, outputs = _request(20)
-        lake.write(model="m", version=1, signature=SIG, inputs=inputs, outputs=outputs, request_id="r", latency_ms=1.0)
-    [path] = tmp_path.rglob("part-*.parquet")
-    meta = pq.ParquetFile(path).metadata.row_group(0)
+    meta = _one_request_row_group(tmp_path, 20)
     stats = {meta.column(i).path_in_schema: meta.column(i).statistics for i in range(meta.num_columns)}
     ts = stats.pop("ts")
     assert ts is not None and ts.has_min_max and ts.min <= ts.max  # time pruning by other engines still works
